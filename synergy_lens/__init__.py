@@ -1,0 +1,64 @@
+"""synergy-lens: find and test the synergistic core of a TransformerLens model.
+
+Pipeline: model in -> record head activity -> decompose (PhiID) -> analyse -> intervene -> view.
+
+>>> import synergy_lens as sl
+>>> model = sl.load_model()                                   # doctest: +SKIP
+>>> activity = sl.record_head_activity(model, sl.default_prompts())  # doctest: +SKIP
+>>> result = sl.decompose(activity)                           # doctest: +SKIP
+>>> scores = sl.synergy_scores(result)                        # doctest: +SKIP
+
+Names are imported lazily, so ``import synergy_lens`` is quick and has no side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # models
+    "load_model": "synergy_lens.models",
+    "tiny_model": "synergy_lens.models",
+    "adapt": "synergy_lens.models",
+    "ModelAdapter": "synergy_lens.models",
+    "ModelLoadError": "synergy_lens.models",
+    # record
+    "record_head_activity": "synergy_lens.record",
+    "HeadActivity": "synergy_lens.record",
+    "default_prompts": "synergy_lens.record",
+    "load_prompts": "synergy_lens.record",
+    "register_signal": "synergy_lens.record",
+    # phiid
+    "decompose": "synergy_lens.phiid",
+    "PhiIDResult": "synergy_lens.phiid",
+    # analysis
+    "synergy_scores": "synergy_lens.analysis",
+    "HeadScores": "synergy_lens.analysis",
+    "perturb_weights": "synergy_lens.analysis",
+    "random_init_like": "synergy_lens.analysis",
+    # intervene
+    "ablate_heads": "synergy_lens.intervene",
+    "noise_heads": "synergy_lens.intervene",
+    "skip_layers": "synergy_lens.intervene",
+    "ablation_curve": "synergy_lens.intervene",
+    "integrated_gradients": "synergy_lens.intervene",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synergy_lens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
