@@ -336,8 +336,8 @@ class ModelAdapter:
 
     # -- weights ---------------------------------------------------------------------
     def W_O(self, layer: int) -> Float[Tensor, "head d_head d_model"]:
-        """Output projection per head (a copy for the bridge, the parameter for hooked)."""
-        return self.model.blocks[layer].attn.W_O
+        """Output projection per head, detached (read-only use; see head_weight_views)."""
+        return self.model.blocks[layer].attn.W_O.detach()
 
     def head_weight_views(self, layer: int, head: int) -> dict[str, Tensor]:
         """In-place-writable views of one head's query and output weights.

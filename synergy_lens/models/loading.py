@@ -240,7 +240,7 @@ def load_default_hf(
     hf = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
     hf.eval()
     if device is not None:
-        hf = hf.to(device)
+        hf = hf.to(device)  # type: ignore[arg-type]
     return hf, tok
 
 

@@ -35,13 +35,25 @@ class TinyConfig:
         return self.n_heads * self.d_head
 
 
+def _byte_to_char() -> dict[int, str]:
+    """The byte -> printable character map that byte-level BPE uses (GPT-2's convention):
+    printable bytes stand for themselves, the others are shifted above U+0100."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    out = {b: chr(b) for b in keep}
+    shift = 0
+    for b in range(256):
+        if b not in out:
+            out[b] = chr(256 + shift)
+            shift += 1
+    return out
+
+
 def byte_tokenizer() -> Any:
     """A byte-level tokenizer (ids 0..255 are bytes; 256 BOS, 257 EOS, 258 PAD)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab = {ch: b for b, ch in _byte_to_char().items()}  # id == byte value
     vocab.update({"<bos>": 256, "<eos>": 257, "<pad>": 258})
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -64,7 +76,7 @@ def _hf_tiny(cfg: TinyConfig, seed: int) -> Any:
         num_key_value_heads=cfg.n_kv_heads,
         head_dim=cfg.d_head,
         max_position_embeddings=cfg.n_ctx,
-        rope_theta=cfg.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         bos_token_id=256,
         eos_token_id=257,
         pad_token_id=258,

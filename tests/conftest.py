@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny random models on every available backend, the real SmolLM2 once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# No hub at test time: fail fast instead of retrying network calls.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from synergy_lens.models import available_backends
+
+BACKENDS = available_backends()
+
+
+@pytest.fixture(params=BACKENDS, scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each TransformerLens backend installed here ("bridge"; "hooked" on TL 3.9)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny(backend: str):
+    """A tiny random Llama-family model (2 layers, 4 query heads, 2 KV heads, d_head 8)."""
+    from synergy_lens.models import tiny_model
+
+    return tiny_model(backend, n_layers=2, n_heads=4, n_kv_heads=2, d_head=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def smol(backend: str):
+    """The real SmolLM2-135M-Instruct on each backend (loaded once per session)."""
+    from synergy_lens.models import load_model
+
+    return load_model(backend=backend)
+
+
+@pytest.fixture(scope="session")
+def smol_hf():
+    """The transformers model SmolLM2 is loaded from, with its tokenizer."""
+    from synergy_lens.models import load_default_hf
+
+    return load_default_hf()
