@@ -1,0 +1,303 @@
+"""PhiIDResult (what users hold) and decompose (HeadActivity -> PhiIDResult).
+
+What and why
+------------
+The protocol of Urbina-Rodriguez et al. (arXiv 2601.06851) computes Gaussian MMI PhiID at
+tau = 1 for every pair of attention heads *per prompt* and averages the atoms over prompts
+(``aggregate="mean_over_prompts"``). The alternative ``"pooled"`` merges the lag-pair
+statistics of all prompts first (no lag pair crosses a prompt boundary) and decomposes
+once: a single estimate from all samples, less noisy for short prompts, but it mixes
+between-prompt differences of the means into nothing (each prompt is centred on the pooled
+mean, not its own).
+
+``decompose`` codes against this duck-typed ``HeadActivity`` interface only:
+``unit_series() -> [prompt, unit, time]`` (NaN past each prompt's length), ``lengths``
+(``[prompt]`` valid steps), ``n_layers``, ``n_heads``, ``unit_labels()`` and
+``model_name``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from synergy_lens.phiid.atoms import ATOMS, atom_index
+from synergy_lens.phiid.estimate import (
+    JITTER_SEED,
+    DegenerateReport,
+    add_jitter,
+    atoms_from_windows,
+    check_series,
+    degenerate_message,
+)
+from synergy_lens.phiid.redundancy import RedundancyFunction, get_redundancy
+from synergy_lens.phiid.stats import PhiIDStats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Aggregate", "HeadActivityLike", "PhiIDResult", "decompose"]
+
+Aggregate = Literal["mean_over_prompts", "pooled"]
+"""How prompts are combined; see the module docstring."""
+
+_FORMAT = "synergy_lens.PhiIDResult/1"
+
+
+class HeadActivityLike(Protocol):
+    """The part of ``synergy_lens.record.HeadActivity`` that :func:`decompose` reads."""
+
+    lengths: Tensor
+    n_layers: int
+    n_heads: int
+    model_name: str
+
+    def unit_series(self) -> Tensor: ...
+
+    def unit_labels(self) -> list[str]: ...
+
+
+@dataclass
+class PhiIDResult:
+    """All-pairs PhiID atoms of a model's heads, labelled.
+
+    Attributes:
+        atoms: float64 ``[16, unit, unit]``; ``atoms[k, i, j]`` is atom ``ATOMS[k]`` with
+            head i as source and head j as target, prompt-averaged; diagonal NaN.
+        n_layers, n_heads: unit ``u`` is head ``u % n_heads`` of layer ``u // n_heads``.
+        labels: unit labels, ``"L{layer}H{head}"``.
+        tau, redundancy, aggregate: how the atoms were computed.
+        per_prompt_sts, per_prompt_rtr: float32 ``[prompt, unit, unit]`` for
+            ``"mean_over_prompts"`` (for bootstraps over prompts), else None.
+        meta: JSON-able extras (model name, prompt count, lengths, ...).
+    """
+
+    atoms: Float[Tensor, "atom unit unit"]
+    n_layers: int
+    n_heads: int
+    labels: list[str]
+    tau: int = 1
+    redundancy: str = "MMI"
+    aggregate: str = "mean_over_prompts"
+    per_prompt_sts: Float[Tensor, "prompt unit unit"] | None = None
+    per_prompt_rtr: Float[Tensor, "prompt unit unit"] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k, u, u2 = self.atoms.shape
+        if k != len(ATOMS) or u != u2:
+            raise ValueError(f"atoms must be [16, unit, unit], got {tuple(self.atoms.shape)}")
+        if len(self.labels) != u:
+            raise ValueError(f"{len(self.labels)} labels for {u} units")
+        if self.n_layers * self.n_heads != u:
+            raise ValueError(
+                f"n_layers * n_heads = {self.n_layers * self.n_heads} but there are {u} units"
+            )
+
+    @property
+    def n_units(self) -> int:
+        return int(self.atoms.shape[-1])
+
+    def atom(self, name: str) -> Float[Tensor, "unit unit"]:
+        """One atom's ``[unit, unit]`` matrix by name, e.g. ``result.atom("xty")``."""
+        return self.atoms[atom_index(name)]
+
+    @property
+    def sts(self) -> Float[Tensor, "unit unit"]:
+        """Persistent synergy (synergy -> synergy), ``[unit, unit]``."""
+        return self.atom("sts")
+
+    @property
+    def rtr(self) -> Float[Tensor, "unit unit"]:
+        """Persistent redundancy (redundancy -> redundancy), ``[unit, unit]``."""
+        return self.atom("rtr")
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per ordered pair (source != target): labels, layer/head indices, 16 atoms."""
+        import pandas as pd
+
+        u = self.n_units
+        src, tgt = torch.meshgrid(torch.arange(u), torch.arange(u), indexing="ij")
+        keep = src != tgt
+        src, tgt = src[keep], tgt[keep]
+        values = self.atoms.detach().cpu()[:, keep]
+        labels = self.labels
+        frame: dict[str, Any] = {
+            "source": [labels[i] for i in src.tolist()],
+            "target": [labels[j] for j in tgt.tolist()],
+            "source_layer": (src // self.n_heads).numpy(),
+            "source_head": (src % self.n_heads).numpy(),
+            "target_layer": (tgt // self.n_heads).numpy(),
+            "target_head": (tgt % self.n_heads).numpy(),
+        }
+        frame.update({name: values[k].numpy() for k, name in enumerate(ATOMS)})
+        return pd.DataFrame(frame)
+
+    # ----------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> None:
+        """``torch.save`` of a plain dict of tensors and a JSON string (never a pickle of self)."""
+        header = {
+            "format": _FORMAT,
+            "atoms_order": list(ATOMS),
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "labels": list(self.labels),
+            "tau": self.tau,
+            "redundancy": self.redundancy,
+            "aggregate": self.aggregate,
+            "meta": self.meta,
+        }
+        payload: dict[str, Any] = {"atoms": self.atoms.detach().cpu(), "header": json.dumps(header)}
+        for name in ("per_prompt_sts", "per_prompt_rtr"):
+            value = getattr(self, name)
+            if value is not None:
+                payload[name] = value.detach().cpu()
+        torch.save(payload, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> PhiIDResult:
+        """Inverse of :meth:`save` (``weights_only`` loading: no code runs)."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        header = json.loads(payload["header"])
+        if header.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a saved PhiIDResult (format {header.get('format')!r})")
+        if tuple(header["atoms_order"]) != ATOMS:
+            raise ValueError(f"{path} stores atoms in another order: {header['atoms_order']}")
+        return cls(
+            atoms=payload["atoms"],
+            n_layers=header["n_layers"],
+            n_heads=header["n_heads"],
+            labels=header["labels"],
+            tau=header["tau"],
+            redundancy=header["redundancy"],
+            aggregate=header["aggregate"],
+            per_prompt_sts=payload.get("per_prompt_sts"),
+            per_prompt_rtr=payload.get("per_prompt_rtr"),
+            meta=header["meta"],
+        )
+
+
+def decompose(
+    activity: HeadActivityLike,
+    *,
+    tau: int = 1,
+    redundancy: str | RedundancyFunction = "MMI",
+    aggregate: Aggregate = "mean_over_prompts",
+    jitter: float | None = None,
+    progress: bool = True,
+    chunk_pairs: int | None = None,
+) -> PhiIDResult:
+    """PhiID of every pair of heads of a recording.
+
+    Args:
+        activity: a ``HeadActivity`` (see :class:`HeadActivityLike`). Each prompt's valid
+            prefix (``lengths``) is used; NaN beyond it is padding.
+        tau: lag in generated tokens.
+        redundancy: ``"MMI"`` (the papers') or ``"CCS"``, or a registered function.
+        aggregate: ``"mean_over_prompts"`` (per prompt, then averaged; the paper's way) or
+            ``"pooled"`` (statistics merged over prompts, one decomposition).
+        jitter: see :func:`~synergy_lens.phiid.estimate.add_jitter` (prompt p is seeded
+            with ``JITTER_SEED + p``); default None: degenerate pairs are NaN.
+        progress: show a tqdm bar over prompts.
+        chunk_pairs: pairs per elementwise block (None: per-device default).
+
+    Returns:
+        A :class:`PhiIDResult`. With ``"mean_over_prompts"`` a pair that is degenerate in
+        some prompts (a head constant there) is averaged over the prompts where it is
+        defined (NaN if none); one warning names the heads.
+    """
+    if aggregate not in get_args(Aggregate):
+        raise ValueError(f"aggregate must be one of {get_args(Aggregate)}, got {aggregate!r}")
+    red = get_redundancy(redundancy)
+    series = activity.unit_series()
+    labels = list(activity.unit_labels())
+    lengths = [int(v) for v in torch.as_tensor(activity.lengths).tolist()]
+    n_prompts, n_units, _ = series.shape
+    if len(lengths) != n_prompts:
+        raise ValueError(f"activity has {n_prompts} prompts but {len(lengths)} lengths")
+    too_long = [p for p, n in enumerate(lengths) if n > series.shape[-1]]
+    if too_long:
+        raise ValueError(
+            f"prompt(s) {too_long} have lengths beyond the {series.shape[-1]} recorded steps"
+        )
+    short = [p for p, n in enumerate(lengths) if n <= tau + 2]
+    if short:
+        raise ValueError(
+            f"prompt(s) {short} have at most tau + 2 = {tau + 2} valid steps (lengths "
+            f"{[lengths[p] for p in short]}); PhiID needs more. Drop them or generate more tokens"
+        )
+    prompts: list[Tensor] = []
+    for p, n in enumerate(lengths):
+        x = series[p, :, :n]
+        check_series(x, tau, name=f"prompt {p} of the activity", labels=labels)
+        x = x.to(torch.float64)
+        prompts.append(add_jitter(x, jitter, seed=JITTER_SEED + p) if jitter is not None else x)
+
+    report: DegenerateReport = (set(), set())
+    per_sts = per_rtr = None
+    it = tqdm(prompts, desc="PhiID over prompts", disable=not progress, unit="prompt")
+    if aggregate == "pooled":
+        stats = PhiIDStats.merge_all(PhiIDStats.from_series(x, tau) for x in it)
+        atoms = atoms_from_windows(stats, prompts, red, chunk_pairs=chunk_pairs, report=report)
+    else:
+        total = torch.zeros(
+            (len(ATOMS), n_units, n_units), dtype=torch.float64, device=series.device
+        )
+        count = torch.zeros((n_units, n_units), dtype=torch.float64, device=series.device)
+        per_sts = torch.empty(
+            (n_prompts, n_units, n_units), dtype=torch.float32, device=series.device
+        )
+        per_rtr = torch.empty_like(per_sts)
+        i_sts, i_rtr = atom_index("sts"), atom_index("rtr")
+        for p, x in enumerate(it):
+            a = atoms_from_windows(
+                PhiIDStats.from_series(x, tau), [x], red, chunk_pairs=chunk_pairs, report=report
+            )
+            per_sts[p], per_rtr[p] = a[i_sts], a[i_rtr]
+            defined = ~torch.isnan(a[i_sts])
+            total += torch.where(defined, a, 0.0)
+            count += defined
+        atoms = total / count  # 0 / 0 -> NaN where no prompt defines the pair
+        atoms[:, count == 0] = math.nan
+    constant, collinear = report
+    consequence = (
+        "their pairs are NaN"
+        if aggregate == "pooled"
+        else "their pairs are left out of the prompt average where undefined (NaN if undefined "
+        "in every prompt)"
+    )
+    if constant or collinear:
+        warnings.warn(
+            degenerate_message(sorted(constant), sorted(collinear), labels, consequence),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    meta = {
+        "model_name": str(getattr(activity, "model_name", "")),
+        "n_prompts": n_prompts,
+        "lengths": lengths,
+        "jitter": jitter,
+        "estimator": "gaussian",
+        "units": "nats",
+    }
+    return PhiIDResult(
+        atoms=atoms,
+        n_layers=int(activity.n_layers),
+        n_heads=int(activity.n_heads),
+        labels=labels,
+        tau=tau,
+        redundancy=red.name,
+        aggregate=aggregate,
+        per_prompt_sts=per_sts,
+        per_prompt_rtr=per_rtr,
+        meta=meta,
+    )
