@@ -1,5 +1,13 @@
 """Task difficulty and dynamics: graded task suite, order parameters of head organisation."""
 
+from synergy_lens.dynamics.embedding import (
+    fill_nan_columns,
+    functional_embedding,
+    pca,
+    phiid_features,
+    profile_features,
+)
+from synergy_lens.dynamics.flow import FLOW_METRICS, ResidualFlow, residual_flow
 from synergy_lens.dynamics.order import (
     TransitionPoint,
     bimodality,
@@ -9,6 +17,8 @@ from synergy_lens.dynamics.order import (
     transition_point,
     two_means,
 )
+from synergy_lens.dynamics.study import DifficultyStudy, difficulty_study
+from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, order_parameters
 from synergy_lens.dynamics.tasks import (
     FAMILIES,
     Task,
@@ -20,6 +30,18 @@ from synergy_lens.dynamics.tasks import (
 )
 
 __all__ = [
+    "FLOW_METRICS",
+    "ORDER_PARAMETERS",
+    "DifficultyStudy",
+    "ResidualFlow",
+    "difficulty_study",
+    "fill_nan_columns",
+    "functional_embedding",
+    "order_parameters",
+    "pca",
+    "phiid_features",
+    "profile_features",
+    "residual_flow",
     "FAMILIES",
     "Task",
     "TransitionPoint",

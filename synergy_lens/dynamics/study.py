@@ -1,0 +1,513 @@
+"""The difficulty study: head organisation, accuracy and residual flow across task difficulty.
+
+What and why
+------------
+Paper (A) (Zhang et al. 2026, arXiv 2603.29735) claims that functional differentiation of
+attention heads is *dynamic*: on easy tasks the heads stay intermixed, past a difficulty
+threshold they split sharply into synergistic (abstract) and redundant (memory) groups,
+and the residual stream changes its flow in the middle of the network. This module runs
+that experiment on any TransformerLens model, with the graded tasks of
+:mod:`~synergy_lens.dynamics.tasks`. For each difficulty level:
+
+1. Generate ``prompts_per_level`` tasks *per family* (so a level has
+   ``prompts_per_level * len(families)`` prompts, families mixed).
+2. Record head activity while the model answers (``record_head_activity``). The recorded
+   completions are the model's answers: ``score_answer`` gives accuracy per family and
+   level, with Wilson CIs.
+3. PhiID of every pair of heads (``decompose``) over the prompts whose answer is at least
+   ``min_steps`` tokens long (a PhiID time series needs some length; terse answers such as
+   ``"7"`` count for accuracy and residual flow only; ``level_table`` says how many were
+   used), then the per-head score (``synergy_scores``).
+4. Functional embedding of the heads (:mod:`~synergy_lens.dynamics.embedding`) and three
+   order parameters (:mod:`~synergy_lens.dynamics.order`):
+
+   * ``separation``: :func:`cluster_separation` (Cohen's d of the best 2-means split) of
+     the heads' 2-D functional embedding: do the heads form two groups?
+   * ``bimodality``: Sarle's coefficient of the per-head score: is the score distribution
+     two-humped (> 5/9)?
+   * ``inverted_u``: :func:`inverted_u_index` of the raw layer profile of the score (mean
+     over each layer's heads): are the middle layers the synergistic ones?
+
+   Each with a percentile bootstrap CI over prompts: resample the level's prompts with
+   replacement, average their per-prompt sts/rtr, and recompute features, embedding,
+   scores and all three parameters.
+5. Residual flow (:func:`~synergy_lens.dynamics.flow.residual_flow`) on the same prompts
+   and answers.
+
+Then :func:`transition_point` of every order parameter (and of accuracy) against level,
+with a CI from the per-level bootstrap replicates.
+
+Files. With ``out``, each level is written to ``out/level_K/`` as soon as it finishes:
+``activity.pt``, ``phiid.pt``, ``scores.pt``, ``flow.pt`` (each class's own ``save``),
+``tasks.json`` and, last, ``summary.pt`` (the level's numbers). A level whose ``summary.pt``
+exists with the same settings is loaded instead of recomputed, and a level interrupted
+mid-recording resumes from its recording checkpoint, so an interrupted study loses
+nothing. :meth:`DifficultyStudy.save` adds ``study.pt`` (loads back with
+:meth:`DifficultyStudy.load`) and human-readable CSV tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from synergy_lens.dynamics.embedding import (
+    EmbeddingMethod,
+    FeatureKind,
+    functional_embedding,
+    phiid_features,
+    profile_features,
+)
+from synergy_lens.dynamics.flow import Positions, ResidualFlow, residual_flow
+from synergy_lens.dynamics.order import TransitionPoint, transition_point
+from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, LevelSummary, run_level
+
+__all__ = [
+    "ORDER_PARAMETERS",
+    "DifficultyStudy",
+    "add_difficulty_arguments",
+    "difficulty_study",
+    "run_difficulty_command",
+]
+
+_FORMAT = "synergy_lens.DifficultyStudy/1"
+
+
+@dataclass
+class DifficultyStudy:
+    """Results of :func:`difficulty_study` (module docstring).
+
+    Attributes:
+        levels: the difficulty levels, ascending.
+        accuracy: one row per (family, level) and per level over all families
+            (``family == "all"``): ``family, level, n, n_correct, accuracy, ci_low, ci_high``.
+        order: one row per (level, order parameter): ``level, name, value, ci_low, ci_high``.
+        order_boot: per order parameter (and ``"accuracy"``), bootstrap replicates
+            ``[boot, level]`` (NaN where a replicate was undefined).
+        transitions: per order parameter (and ``"accuracy"``), the estimated transition.
+        level_table: one row per level: prompts, prompts used for PhiID, mean answer
+            length, the Spearman of mean sts with mean rtr (the rank-gradient caveat).
+        embeddings: per level, the heads' 2-D functional embedding ``[unit, 2]``.
+        scores: per-head score ``[level, layer, head]`` (NaN for a level without PhiID).
+        profile_embedding: heads embedded by their score profile across levels ``[unit, 2]``.
+        flows: per level, the residual flow.
+        labels: head labels ``L{layer}H{head}``; settings: how the study was run.
+    """
+
+    levels: list[int]
+    accuracy: pd.DataFrame
+    order: pd.DataFrame
+    order_boot: dict[str, Float[Tensor, "boot level"]]
+    transitions: dict[str, TransitionPoint | None]
+    level_table: pd.DataFrame
+    embeddings: dict[int, Float[Tensor, "unit 2"]]
+    scores: Float[Tensor, "level layer head"]
+    profile_embedding: Float[Tensor, "unit 2"] | None
+    flows: dict[int, ResidualFlow]
+    labels: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.scores.shape[1])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.scores.shape[2])
+
+    def __repr__(self) -> str:
+        return (f"DifficultyStudy(levels={self.levels}, {self.n_layers} layers x {self.n_heads} heads, "
+                f"model={self.settings.get('model_name')!r})")
+
+    def transition_table(self) -> pd.DataFrame:
+        """One row per quantity: ``name, estimate, method, ci_low, ci_high``."""
+        rows = []
+        for name, tp in self.transitions.items():
+            ci = tp.ci if tp is not None and tp.ci is not None else (math.nan, math.nan)
+            rows.append({"name": name, "estimate": tp.estimate if tp else math.nan,
+                         "method": tp.method if tp else "", "ci_low": ci[0], "ci_high": ci[1]})
+        return pd.DataFrame(rows, columns=["name", "estimate", "method", "ci_low", "ci_high"])
+
+    def flow_table(self) -> pd.DataFrame:
+        """Residual flow, one row per (level, layer): ``level, layer, depth`` and every metric."""
+        frames = [f.to_dataframe().assign(level=lv) for lv, f in self.flows.items()]
+        if not frames:
+            return pd.DataFrame()
+        df = pd.concat(frames, ignore_index=True)
+        return df[["level", *[c for c in df.columns if c != "level"]]]
+
+    def embedding_table(self) -> pd.DataFrame:
+        """One row per (level, head): ``level, label, layer, head, depth, x, y, score``."""
+        rows = []
+        n_heads, n_layers = self.n_heads, self.n_layers
+        for i, lv in enumerate(self.levels):
+            emb = self.embeddings.get(lv)
+            if emb is None:
+                continue
+            score = self.scores[i].flatten()
+            for u, label in enumerate(self.labels):
+                layer = u // n_heads
+                rows.append({"level": lv, "label": label, "layer": layer, "head": u % n_heads,
+                             "depth": layer / max(n_layers - 1, 1), "x": float(emb[u, 0]),
+                             "y": float(emb[u, 1]), "score": float(score[u])})
+        return pd.DataFrame(rows)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The order-parameter table joined with accuracy over all families, one row per (level, name)."""
+        acc = self.accuracy[self.accuracy.family == "all"][["level", "accuracy"]]
+        return self.order.merge(acc, on="level", how="left")
+
+    # ----------------------------------------------------------------- save / load
+    def save(self, path: str | Path) -> None:
+        """``path/study.pt`` (tensors + JSON header; loads back) and CSV tables for reading."""
+        from synergy_lens.analysis._io import save_payload
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, Tensor | None] = {"scores": self.scores, "profile_embedding": self.profile_embedding}
+        tensors.update({f"boot/{k}": v for k, v in self.order_boot.items()})
+        tensors.update({f"embedding/{lv}": e for lv, e in self.embeddings.items()})
+        for lv, f in self.flows.items():
+            tensors.update({f"flow/{lv}/per_prompt": f.per_prompt, f"flow/{lv}/counts": f.counts,
+                            f"flow/{lv}/n_undefined": f.n_undefined})
+        header = {
+            "levels": self.levels,
+            "accuracy": self.accuracy.to_dict(orient="list"),
+            "order": self.order.to_dict(orient="list"),
+            "level_table": self.level_table.to_dict(orient="list"),
+            "transitions": {k: _tp_to_json(v) for k, v in self.transitions.items()},
+            "flows": {str(lv): {"metrics": f.metrics, "positions": f.positions, "meta": f.meta}
+                      for lv, f in self.flows.items()},
+            "labels": self.labels,
+            "settings": self.settings,
+        }
+        save_payload(folder / "study.pt", _FORMAT, tensors, json.loads(json.dumps(header, default=_json_default)))
+        self.accuracy.to_csv(folder / "accuracy.csv", index=False)
+        self.order.to_csv(folder / "order_parameters.csv", index=False)
+        self.transition_table().to_csv(folder / "transitions.csv", index=False)
+        self.level_table.to_csv(folder / "levels.csv", index=False)
+        self.flow_table().to_csv(folder / "residual_flow.csv", index=False)
+        self.embedding_table().to_csv(folder / "embeddings.csv", index=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DifficultyStudy:
+        """Read a folder written by :meth:`save`."""
+        from synergy_lens.analysis._io import load_payload
+
+        file = Path(path) / "study.pt" if Path(path).is_dir() else Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"no saved DifficultyStudy at {file} (write one with DifficultyStudy.save)")
+        tensors, header = load_payload(file, _FORMAT)
+        flows = {}
+        for key, info in header["flows"].items():
+            lv = int(key)
+            flows[lv] = ResidualFlow(per_prompt=tensors[f"flow/{lv}/per_prompt"], counts=tensors[f"flow/{lv}/counts"],
+                                     n_undefined=tensors[f"flow/{lv}/n_undefined"], **info)
+        return cls(
+            levels=[int(v) for v in header["levels"]],
+            accuracy=pd.DataFrame(header["accuracy"]),
+            order=pd.DataFrame(header["order"]),
+            order_boot={k[5:]: v for k, v in tensors.items() if k.startswith("boot/")},
+            transitions={k: _tp_from_json(v) for k, v in header["transitions"].items()},
+            level_table=pd.DataFrame(header["level_table"]),
+            embeddings={int(k.split("/")[1]): v for k, v in tensors.items() if k.startswith("embedding/")},
+            scores=tensors["scores"],
+            profile_embedding=tensors.get("profile_embedding"),
+            flows=flows,
+            labels=list(header["labels"]),
+            settings=header["settings"],
+        )
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in a JSON header")
+
+
+def _tp_to_json(tp: TransitionPoint | None) -> dict[str, Any] | None:
+    if tp is None:
+        return None
+    return {"estimate": tp.estimate, "method": tp.method, "ci": list(tp.ci) if tp.ci else None,
+            "params": list(tp.params) if tp.params else None}
+
+
+def _tp_from_json(d: dict[str, Any] | None) -> TransitionPoint | None:
+    if d is None:
+        return None
+    return TransitionPoint(estimate=d["estimate"], method=d["method"],
+                           ci=tuple(d["ci"]) if d["ci"] else None,  # type: ignore[arg-type]
+                           params=tuple(d["params"]) if d["params"] else None)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def difficulty_study(
+    model: Any,
+    *,
+    levels: Sequence[int] = (1, 2, 3, 4, 5),
+    families: Sequence[str] | None = None,
+    prompts_per_level: int = 10,
+    max_new_tokens: int = 48,
+    tau: int = 1,
+    score: str = "synergy_fraction",
+    features: FeatureKind = "row",
+    embedding: EmbeddingMethod = "pca",
+    min_steps: int = 8,
+    flow_positions: Positions = "all",
+    n_boot: int = 200,
+    seed: int = 0,
+    batch_size: int = 8,
+    chat_template: bool | None = None,
+    out: str | Path | None = None,
+    checkpoint: bool = True,
+    progress: bool = True,
+) -> DifficultyStudy:
+    """Run the difficulty study (module docstring) and return a :class:`DifficultyStudy`.
+
+    Args:
+        model: a HookedTransformer, TransformerBridge or ``ModelAdapter``.
+        levels: difficulty levels, e.g. ``(1, 2, 3, 4, 5)`` (at least 2 for a transition).
+        families: task families (default: every registered family).
+        prompts_per_level: tasks *per family* at each level.
+        max_new_tokens: tokens generated per prompt (the PhiID time axis).
+        tau: PhiID lag.
+        score: per-head score (``"synergy_fraction"``, robust to the syn/red rank
+            correlation, or ``"rank_gradient"`` of paper (B), or any registered score).
+        features: head features for the embedding, ``"row"`` or ``"summary"``
+            (:func:`~synergy_lens.dynamics.embedding.phiid_features`).
+        embedding: ``"pca"`` or ``"umap"``.
+        min_steps: shortest answer (generated tokens) a prompt needs to enter PhiID; must
+            exceed ``tau + 2``.
+        flow_positions: tokens of the residual flow, ``"all"`` (prompt and answer) or
+            ``"generated"`` (the recorded steps only).
+        n_boot: bootstrap resamples of prompts for the CIs (0: none).
+        seed: seeds the tasks and the bootstrap.
+        batch_size: prompts per forward pass.
+        chat_template: as in ``record_head_activity`` (None: use the tokenizer's if any).
+        out: folder for per-level files and the final results (resumable); None keeps
+            everything in memory.
+        checkpoint: with ``out``, checkpoint each level's recording after every batch.
+        progress: progress bars.
+    """
+    from synergy_lens.dynamics.tasks import FAMILIES
+    from synergy_lens.models.adapter import adapt
+
+    level_list = sorted({int(v) for v in levels})
+    if not level_list:
+        raise ValueError("levels is empty: pass e.g. levels=(1, 2, 3, 4, 5)")
+    family_list = list(FAMILIES) if families is None else list(families)
+    unknown = [f for f in family_list if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; known: {list(FAMILIES)}")
+    if min_steps <= tau + 2:
+        raise ValueError(f"min_steps={min_steps} must exceed tau + 2 = {tau + 2} (PhiID needs that many steps)")
+    if flow_positions not in ("all", "generated"):
+        raise ValueError(f"flow_positions must be 'all' or 'generated', got {flow_positions!r}")
+    adapter = adapt(model)
+    settings = {
+        "model_name": adapter.name, "weights": _weights_digest(adapter.model), "families": family_list,
+        "prompts_per_level": int(prompts_per_level), "max_new_tokens": int(max_new_tokens), "tau": int(tau),
+        "score": score, "features": features, "embedding": embedding, "min_steps": int(min_steps),
+        "flow_positions": flow_positions, "n_boot": int(n_boot), "seed": int(seed),
+        "chat_template": chat_template, "n_layers": adapter.n_layers, "n_heads": adapter.n_heads,
+    }
+    folder = Path(out) if out is not None else None
+    summaries: dict[int, LevelSummary] = {}
+    flows: dict[int, ResidualFlow] = {}
+    for level in tqdm(level_list, desc="difficulty levels", unit="level", disable=not progress):
+        level_dir = folder / f"level_{level}" if folder is not None else None
+        summary, flow = run_level(
+            adapter, level, settings, level_dir=level_dir, batch_size=batch_size,
+            checkpoint=checkpoint, progress=progress,
+            flow_fn=lambda act: residual_flow(adapter, act, batch_size=batch_size, positions=flow_positions),
+            embed_fn=lambda res: functional_embedding(phiid_features(res, features), embedding, seed),
+        )
+        summaries[level], flows[level] = summary, flow
+    study = _assemble(level_list, summaries, flows, adapter.unit_labels(), settings, embedding, seed)
+    if folder is not None:
+        study.save(folder)
+    return study
+
+
+def _weights_digest(model: Any, samples: int = 1024) -> str:
+    """Digest of evenly spaced weight entries of every parameter (guards resuming with other weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        flat = p.detach().reshape(-1)
+        idx = torch.linspace(0, flat.numel() - 1, min(samples, flat.numel()), dtype=torch.float64).long()
+        h.update(f"{name}|{tuple(p.shape)}|{p.dtype}|".encode())
+        h.update(flat[idx.to(flat.device)].to("cpu", torch.float32).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _assemble(
+    levels: list[int],
+    summaries: dict[int, LevelSummary],
+    flows: dict[int, ResidualFlow],
+    labels: list[str],
+    settings: dict[str, Any],
+    embedding: EmbeddingMethod,
+    seed: int,
+) -> DifficultyStudy:
+    acc_frames, order_rows, level_rows = [], [], []
+    for lv in levels:
+        s = summaries[lv]
+        acc_frames.append(s.accuracy)
+        for name in ORDER_PARAMETERS:
+            lo, hi = s.ci.get(name, (math.nan, math.nan))
+            order_rows.append({"level": lv, "name": name, "value": s.order[name], "ci_low": lo, "ci_high": hi})
+        level_rows.append({"level": lv, **s.info})
+    accuracy = pd.concat(acc_frames, ignore_index=True)
+    order = pd.DataFrame(order_rows, columns=["level", "name", "value", "ci_low", "ci_high"])
+    boots = {name: _stack_boot([summaries[lv].boot.get(name) for lv in levels]) for name in ORDER_PARAMETERS}
+    boots["accuracy"] = _stack_boot([summaries[lv].boot.get("accuracy") for lv in levels])
+    values = {name: [summaries[lv].order[name] for lv in levels] for name in ORDER_PARAMETERS}
+    values["accuracy"] = [summaries[lv].info["accuracy"] for lv in levels]
+    transitions = {name: _transition(levels, values[name], boots[name]) for name in values}
+    scores = torch.stack([summaries[lv].scores for lv in levels])
+    have = [i for i, lv in enumerate(levels) if summaries[lv].embedding is not None]
+    profile_embedding = None
+    if len(have) >= 2:
+        profile_embedding = functional_embedding(profile_features(scores[have]), embedding, seed)  # type: ignore[arg-type]
+    return DifficultyStudy(
+        levels=levels, accuracy=accuracy, order=order, order_boot=boots, transitions=transitions,
+        level_table=pd.DataFrame(level_rows),
+        embeddings={lv: summaries[lv].embedding for lv in levels if summaries[lv].embedding is not None},  # type: ignore[misc]
+        scores=scores, profile_embedding=profile_embedding, flows=flows, labels=labels, settings=settings,
+    )
+
+
+def _stack_boot(rows: list[Tensor | None]) -> Tensor:
+    n = max((len(r) for r in rows if r is not None), default=0)
+    out = torch.full((n, len(rows)), math.nan, dtype=torch.float64)
+    for j, r in enumerate(rows):
+        if r is not None and len(r) == n:
+            out[:, j] = r
+    return out
+
+
+def _transition(levels: list[int], values: list[float], boot: Tensor) -> TransitionPoint | None:
+    """Transition of one quantity over the levels where it is finite; None if < 2 such levels."""
+    y = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(y)
+    if ok.sum() < 2 or np.ptp(y[ok]) == 0:
+        return None  # too few levels, or a flat curve: no transition to locate
+    x = np.asarray(levels, dtype=np.float64)[ok]
+    b = boot.numpy()[:, ok] if boot.numel() else np.zeros((0, int(ok.sum())))
+    b = b[np.isfinite(b).all(1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transition_point(x, y[ok], b if len(b) >= 2 else None)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_difficulty_arguments(parser: Any) -> None:
+    """Options of ``synergy-lens difficulty`` (added to the subcommand's parser)."""
+    from synergy_lens.cli import _add_model_options, _int_at_least
+
+    _add_model_options(parser)
+    g = parser.add_argument_group("study")
+    g.add_argument("--out", required=True, metavar="DIR", help="results folder (per-level files; resumable)")
+    g.add_argument("--levels", type=_int_at_least(1), nargs="+", default=[1, 2, 3, 4, 5], metavar="L",
+                   help="difficulty levels (1 = easiest, 8 = hardest)")
+    g.add_argument("--families", nargs="+", default=None, metavar="F",
+                   help="task families (default: all registered: arithmetic arc relational)")
+    g.add_argument("--prompts-per-level", type=_int_at_least(2), default=10, metavar="N",
+                   help="tasks per family at each level")
+    g.add_argument("--max-new-tokens", type=_int_at_least(8), default=48, metavar="N",
+                   help="tokens generated per prompt (PhiID time series)")
+    g.add_argument("--min-steps", type=_int_at_least(4), default=8, metavar="N",
+                   help="shortest answer (tokens) that enters PhiID; shorter answers count for accuracy only")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=8, metavar="N")
+    g.add_argument("--chat-template", choices=("auto", "yes", "no"), default="auto",
+                   help="wrap prompts in the tokenizer's chat template (auto: when it has one)")
+    a = parser.add_argument_group("analysis")
+    a.add_argument("--tau", type=_int_at_least(1), default=1, help="PhiID lag")
+    a.add_argument("--score", default="synergy_fraction",
+                   choices=("synergy_fraction", "rank_gradient", "mean_sts", "mean_rtr"), help="per-head score")
+    a.add_argument("--features", choices=("row", "summary"), default="row", help="head features to embed")
+    a.add_argument("--embedding", choices=("pca", "umap"), default="pca", help="2-D projection")
+    a.add_argument("--flow-positions", choices=("all", "generated"), default="all",
+                   help="tokens averaged in the residual flow")
+    a.add_argument("--n-boot", type=_int_at_least(0), default=200, metavar="N", help="bootstrap resamples")
+    a.add_argument("--seed", type=int, default=0, help="seed of the tasks and the bootstrap")
+    o = parser.add_argument_group("output")
+    o.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint recordings")
+    o.add_argument("--no-figures", action="store_true", help="skip the HTML figures")
+    o.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    o.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def run_difficulty_command(args: Any) -> int:
+    """``synergy-lens difficulty``: run the study, save results and figures into ``--out``."""
+    import sys
+
+    from synergy_lens.cli import load_cli_model
+
+    try:
+        model = load_cli_model(args.model, args.backend, args.device)
+        template = {"auto": None, "yes": True, "no": False}[args.chat_template]
+        study = difficulty_study(
+            model, levels=args.levels, families=args.families, prompts_per_level=args.prompts_per_level,
+            max_new_tokens=args.max_new_tokens, tau=args.tau, score=args.score, features=args.features,
+            embedding=args.embedding, min_steps=args.min_steps, flow_positions=args.flow_positions,
+            n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size, chat_template=template,
+            out=args.out, checkpoint=not args.no_checkpoint, progress=not args.no_progress,
+        )
+        written = [] if args.no_figures else write_figures(study, args.out)
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"synergy-lens difficulty: error: {err}", file=sys.stderr)
+        return 1
+    print(summary_text(study))
+    print(f"Results: {Path(args.out).resolve()}" + (f" ({len(written)} figures)" if written else ""))
+    return 0
+
+
+def write_figures(study: DifficultyStudy, out: str | Path) -> list[Path]:
+    """The study's figures as HTML files in ``out`` (see ``_figures.py``).
+
+    The files share one ``plotly.min.js`` written beside them, so they open offline.
+    """
+    from synergy_lens.dynamics._figures import study_figures
+
+    paths = []
+    for name, fig in study_figures(study).items():
+        path = Path(out) / f"{name}.html"
+        fig.write_html(path, include_plotlyjs="directory")
+        paths.append(path)
+    return paths
+
+
+def summary_text(study: DifficultyStudy) -> str:
+    """A short plain-text summary: accuracy, order parameters and transitions per level."""
+    acc = study.accuracy[study.accuracy.family == "all"].set_index("level")["accuracy"]
+    lines = ["level  accuracy  " + "  ".join(f"{n:>22}" for n in ORDER_PARAMETERS)]
+    for lv in study.levels:
+        cells = []
+        for name in ORDER_PARAMETERS:
+            row = study.order[(study.order.level == lv) & (study.order.name == name)].iloc[0]
+            cells.append(f"{row.value:7.3f} [{row.ci_low:6.3f},{row.ci_high:6.3f}]")
+        lines.append(f"{lv:5d}  {acc.get(lv, math.nan):8.2f}  " + "  ".join(f"{c:>22}" for c in cells))
+    for _, r in study.transition_table().iterrows():
+        lines.append(f"transition of {r['name']}: {r.estimate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] ({r.method})")
+    return "\n".join(lines)
