@@ -1,0 +1,38 @@
+"""Record head activity: model + prompts -> one signal time series per attention head.
+
+- :func:`record_head_activity` generates from each prompt and records every head's
+  ``hook_z`` signal at every generated token (batched, exact, resumable);
+- :class:`HeadActivity` holds the result (``values[prompt, time, layer, head]``), with
+  ``unit_series()``, ``to_dataframe()``, ``save()`` / ``load()``;
+- :data:`SIGNALS` / :func:`register_signal`: how a head's output becomes one number
+  (``"l2"``, the paper's, and ``"l2_out"``);
+- :func:`default_prompts` (the 60-prompt suite in six categories) and :func:`load_prompts`
+  (.txt / .jsonl).
+"""
+
+from synergy_lens.record.activity import HeadActivity
+from synergy_lens.record.prompts import CATEGORIES, Category, Prompt, default_prompts, load_prompts
+from synergy_lens.record.recorder import (
+    MIN_NEW_TOKENS,
+    batch_plan,
+    record_head_activity,
+    teacher_forced_signals,
+)
+from synergy_lens.record.signals import SIGNALS, SignalFn, layer_weight, register_signal
+
+__all__ = [
+    "CATEGORIES",
+    "Category",
+    "HeadActivity",
+    "MIN_NEW_TOKENS",
+    "Prompt",
+    "SIGNALS",
+    "SignalFn",
+    "batch_plan",
+    "default_prompts",
+    "layer_weight",
+    "load_prompts",
+    "record_head_activity",
+    "register_signal",
+    "teacher_forced_signals",
+]

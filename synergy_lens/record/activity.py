@@ -1,0 +1,270 @@
+"""HeadActivity: one scalar time series per attention head and prompt, labelled.
+
+What and why
+------------
+Every later stage (PhiID, scores, ablations, views) reads the per-head activity recorded
+during generation (Urbina-Rodriguez et al., arXiv 2601.06851; "Protocol of (B)" in
+``science.md``). :class:`HeadActivity` keeps the reduced signal, never a full activation
+cache, plus everything needed to reproduce or interpret it: the exact token ids fed to the
+model, the generated tokens, the decoded texts, the model's sizes and the settings.
+
+Time index. ``values[p, t]`` is the head activity at the step that *produced* generated token
+``t``: position ``len(prompt_ids[p]) - 1 + t`` of a teacher-forced pass over the full
+sequence, which is what a hook sees at generation step ``t`` (the last position). A
+generated EOS is a generated token, so the step that produced it counts:
+``lengths[p] == len(generated_ids[p])``, and ``values[p, lengths[p]:]`` is NaN.
+
+Units. Unit ``u = layer * n_heads + head``, labelled ``f"L{layer}H{head}"``; for
+grouped-query attention the units are the query heads.
+
+>>> import torch
+>>> act = HeadActivity(values=torch.rand(2, 10, 3, 4), lengths=torch.tensor([10, 7]))
+>>> act.unit_series().shape, act.unit_labels()[5]
+(torch.Size([2, 12, 10]), 'L1H1')
+>>> bool(act.values[1, 7:].isnan().all())
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["HeadActivity", "atomic_torch_save"]
+
+_FORMAT = "synergy_lens.HeadActivity/1"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place.
+
+    A reader (or a resumed run) sees the old file or the new one, never half of one, even if
+    the process is killed mid-write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class HeadActivity:
+    """Per-head activity recorded during generation (see the module docstring).
+
+    Attributes:
+        values: float32 ``[prompt, time, layer, head]``; ``time`` has ``max_new_tokens``
+            steps, NaN past each prompt's length.
+        lengths: int64 ``[prompt]``, valid generated steps per prompt (the EOS step
+            included). Derived from ``values`` when not given (leading steps that are not
+            all NaN).
+        prompts: the user's prompt texts.
+        categories: category label per prompt, or None when the prompts had none.
+        prompt_ids: the exact token ids fed to the model (chat template and BOS applied).
+        generated_ids: the continuation of each prompt; ends with EOS if generation stopped
+            there.
+        completions: the decoded continuations (special tokens skipped).
+        model_name: the model's name.
+        model_config: ``n_layers, n_heads, d_head, n_kv_heads, backend`` (and a few more).
+        settings: ``signal, max_new_tokens, chat_template, do_sample, seed, batch_size``.
+        prompt_texts: the decoded ``prompt_ids``, what the model saw (template included).
+
+    Only ``values`` is required, so synthetic activity for tests and examples is one line;
+    missing lists are filled with empty entries.
+    """
+
+    values: Float[Tensor, "prompt time layer head"]
+    lengths: Int[Tensor, " prompt"] | None = None
+    prompts: list[str] = field(default_factory=list)
+    categories: list[str] | None = None
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    generated_ids: list[list[int]] = field(default_factory=list)
+    completions: list[str] = field(default_factory=list)
+    model_name: str = ""
+    model_config: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    prompt_texts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.values, Tensor) or self.values.ndim != 4:
+            raise ValueError(
+                "HeadActivity.values must be a [prompt, time, layer, head] tensor, got "
+                f"{getattr(self.values, 'shape', type(self.values).__name__)}"
+            )
+        self.values = self.values.detach().to("cpu", torch.float32)
+        n, steps = self.values.shape[:2]
+        if self.lengths is None:
+            alive = ~self.values.isnan().flatten(2).all(-1)  # [prompt, time]
+            self.lengths = (alive.cumprod(dim=1)).sum(dim=1)
+        self.lengths = torch.as_tensor(self.lengths, dtype=torch.long).detach().cpu()
+        if self.lengths.shape != (n,):
+            raise ValueError(f"lengths has shape {tuple(self.lengths.shape)}, expected ({n},)")
+        if n and (int(self.lengths.min()) < 0 or int(self.lengths.max()) > steps):
+            raise ValueError(f"lengths must lie in [0, {steps}] (the time axis of values)")
+        past = torch.arange(steps)[None, :] >= self.lengths[:, None]  # [prompt, time]
+        if bool((~self.values[past].isnan()).any()):  # keep the contract: NaN past lengths
+            self.values = self.values.clone()
+            self.values[past] = float("nan")
+        self.prompts = _fill(self.prompts, n, "", "prompts")
+        self.prompt_ids = _fill(self.prompt_ids, n, [], "prompt_ids")
+        self.generated_ids = _fill(self.generated_ids, n, [], "generated_ids")
+        self.completions = _fill(self.completions, n, "", "completions")
+        self.prompt_texts = _fill(self.prompt_texts, n, "", "prompt_texts")
+        if self.categories is not None and len(self.categories) != n:
+            raise ValueError(f"categories has {len(self.categories)} entries for {n} prompts")
+        for i, gen in enumerate(self.generated_ids):
+            if gen and len(gen) != int(self.lengths[i]):
+                raise ValueError(
+                    f"prompt {i}: {len(gen)} generated tokens but lengths[{i}] = "
+                    f"{int(self.lengths[i])} (they must agree: one value per generated token)"
+                )
+
+    # -- sizes ------------------------------------------------------------------------
+    @property
+    def n_prompts(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def n_steps(self) -> int:
+        """Length of the time axis (``max_new_tokens`` of the recording)."""
+        return int(self.values.shape[1])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.values.shape[2])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.values.shape[3])
+
+    @property
+    def n_units(self) -> int:
+        return self.n_layers * self.n_heads
+
+    # -- views ------------------------------------------------------------------------
+    def full_ids(self, i: int) -> list[int]:
+        """Prompt and continuation of prompt ``i``: ``prompt_ids[i] + generated_ids[i]``."""
+        return [*self.prompt_ids[i], *self.generated_ids[i]]
+
+    def unit_labels(self) -> list[str]:
+        """``["L0H0", "L0H1", ...]``: unit = layer * n_heads + head."""
+        return [f"L{layer}H{h}" for layer in range(self.n_layers) for h in range(self.n_heads)]
+
+    def unit_series(self) -> Float[Tensor, "prompt unit time"]:
+        """The series as PhiID reads them: ``[prompt, unit, time]``, unit = layer * n_heads + head."""
+        n, steps = self.values.shape[:2]
+        return self.values.reshape(n, steps, self.n_units).transpose(1, 2).contiguous()
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """A long table, one row per (prompt, valid time step, head).
+
+        Columns: ``prompt, category, time, layer, head, unit, label, value``. Steps past a
+        prompt's length (the NaN padding) are left out.
+        """
+        import numpy as np
+        import pandas as pd
+
+        n, steps, n_layers, n_heads = self.values.shape
+        assert self.lengths is not None  # set in __post_init__
+        p, t, layer, head = np.meshgrid(
+            np.arange(n), np.arange(steps), np.arange(n_layers), np.arange(n_heads), indexing="ij"
+        )
+        keep = (t < self.lengths.numpy()[:, None, None, None]).ravel()
+        p, t, layer, head = (a.ravel()[keep] for a in (p, t, layer, head))
+        unit = layer * n_heads + head
+        labels = np.asarray(self.unit_labels(), dtype=object)
+        cats = np.asarray(
+            self.categories if self.categories is not None else [None] * n, dtype=object
+        )
+        return pd.DataFrame(
+            {
+                "prompt": p,
+                "category": cats[p] if n else np.asarray([], dtype=object),
+                "time": t,
+                "layer": layer,
+                "head": head,
+                "unit": unit,
+                "label": labels[unit] if len(unit) else np.asarray([], dtype=object),
+                "value": self.values.numpy().ravel()[keep],
+            }
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"HeadActivity(model={self.model_name!r}, prompts={self.n_prompts}, "
+            f"steps={self.n_steps}, layers={self.n_layers}, heads={self.n_heads}, "
+            f"signal={self.settings.get('signal')!r})"
+        )
+
+    # -- persistence ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict: two tensors and a JSON string (what :meth:`save` writes)."""
+        meta = {
+            "prompts": self.prompts,
+            "categories": self.categories,
+            "prompt_ids": self.prompt_ids,
+            "generated_ids": self.generated_ids,
+            "completions": self.completions,
+            "prompt_texts": self.prompt_texts,
+            "model_name": self.model_name,
+            "model_config": self.model_config,
+            "settings": self.settings,
+        }
+        return {
+            "format": _FORMAT,
+            "values": self.values,
+            "lengths": self.lengths,
+            "meta": json.dumps(meta),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeadActivity:
+        if data.get("format") != _FORMAT:
+            raise ValueError(
+                f"not a saved HeadActivity (format {data.get('format')!r}, expected {_FORMAT!r})"
+            )
+        meta = json.loads(data["meta"])
+        return cls(values=data["values"], lengths=data["lengths"], **meta)
+
+    def save(self, path: str | Path) -> None:
+        """Write to ``path`` (``torch.save`` of a plain dict, atomically; reload with :meth:`load`)."""
+        atomic_torch_save(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeadActivity:
+        """Read a file written by :meth:`save`; values and ids round-trip bit for bit."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved HeadActivity at {path}")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a saved HeadActivity")
+        return cls.from_dict(data)
+
+
+def _fill(items: list[Any], n: int, empty: Any, name: str) -> list[Any]:
+    if not items:
+        return [type(empty)() for _ in range(n)]
+    if len(items) != n:
+        raise ValueError(f"{name} has {len(items)} entries for {n} prompts")
+    return list(items)

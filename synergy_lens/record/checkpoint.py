@@ -1,0 +1,163 @@
+"""Checkpoints of a recording in progress: every finished batch on disk, resumable.
+
+What and why
+------------
+Recording 60 prompts x 100 tokens on a large model takes a while; a Ctrl-C, a crash or a
+killed job must not lose the batches already done. With ``checkpoint=path``,
+:func:`~synergy_lens.record.record_head_activity` writes the whole state after every
+finished batch, atomically (a temporary file in the same folder, fsync, ``os.replace``), so
+the file on disk is always a complete earlier state. Calling again with the same
+arguments loads it, skips the finished batches and records the rest.
+
+A checkpoint belongs to one run. It stores a fingerprint in three parts (the prompts and
+their token ids; the model's name, sizes and a digest of its weights; the settings), and a
+resume with a different fingerprint is refused with a message naming the parts that
+differ. Only one process may write a given checkpoint at a time.
+
+File format: ``torch.save`` of a plain dict (``format``, ``fingerprint`` JSON, ``values``
+``[prompt, time, layer, head]`` with NaN for unfinished prompts, ``done`` ``[prompt]`` bool,
+``generated_ids`` JSON), loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from synergy_lens.record.activity import atomic_torch_save
+
+__all__ = ["Checkpoint", "RecordingState", "fingerprint", "weights_digest"]
+
+_FORMAT = "synergy_lens.record.checkpoint/1"
+
+
+@dataclass
+class RecordingState:
+    """What a recording has finished so far: values, which prompts are done, their tokens."""
+
+    values: Float[Tensor, "prompt time layer head"]
+    done: Bool[Tensor, " prompt"]
+    generated_ids: list[list[int] | None]
+
+    @classmethod
+    def empty(cls, n_prompts: int, n_steps: int, n_layers: int, n_heads: int) -> RecordingState:
+        return cls(
+            values=torch.full((n_prompts, n_steps, n_layers, n_heads), float("nan")),
+            done=torch.zeros(n_prompts, dtype=torch.bool),
+            generated_ids=[None] * n_prompts,
+        )
+
+    def put(
+        self,
+        indices: list[int],
+        values: Float[Tensor, "batch time layer head"],
+        generated: list[list[int]],
+    ) -> None:
+        """Store one finished batch; the ``done`` flags are set last (interrupt-safe)."""
+        self.values[indices] = values.to(self.values.dtype)
+        for i, gen in zip(indices, generated):
+            self.generated_ids[i] = list(gen)
+        self.done[indices] = True
+
+    @property
+    def n_done(self) -> int:
+        return int(self.done.sum())
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def weights_digest(model: Any, samples: int = 4096) -> str:
+    """A cheap, exact digest of a model's weights.
+
+    Hashes the bytes of ``samples`` evenly spaced entries of every parameter (plus names and
+    shapes), so it takes milliseconds yet changes when weights are edited anywhere a head's
+    rows or columns live. Not a cryptographic identity of the model; it guards against
+    resuming with the wrong weights by mistake.
+    """
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        flat = p.detach().reshape(-1)
+        idx = torch.linspace(0, flat.numel() - 1, min(samples, flat.numel()), dtype=torch.float64).long()
+        sample = flat[idx.to(flat.device)].to("cpu", torch.float32).contiguous()
+        h.update(f"{name}|{tuple(p.shape)}|{p.dtype}|".encode())
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(
+    *, prompts: dict[str, Any], model: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, str]:
+    """Three digests, one per part, so a mismatch can be explained."""
+    return {"prompts": _digest(prompts), "model": _digest(model), "settings": _digest(settings)}
+
+
+class Checkpoint:
+    """The checkpoint file of one recording run (see the module docstring)."""
+
+    def __init__(self, path: str | Path, fingerprint: dict[str, str]) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        if self.path.exists() and self.path.is_dir():
+            raise ValueError(f"checkpoint={str(self.path)!r} is a folder: give a file path")
+
+    def load_into(self, state: RecordingState) -> bool:
+        """Fill ``state`` from the file if it exists; True when something was resumed."""
+        self._remove_orphans()
+        if not self.path.exists():
+            return False
+        try:
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"cannot read the checkpoint {self.path} ({type(err).__name__}: {err}): delete it "
+                "to start over, or pass another checkpoint path"
+            ) from err
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ValueError(
+                f"{self.path} is not a synergy-lens recording checkpoint: pass another path"
+            )
+        saved = json.loads(data["fingerprint"])
+        differ = [k for k in self.fingerprint if saved.get(k) != self.fingerprint[k]]
+        if differ:
+            raise ValueError(
+                f"the checkpoint {self.path} was written by a different recording (differs in: "
+                f"{', '.join(differ)}). Resume with the same model, prompts and settings, or "
+                "delete the file / pass a new checkpoint path to start over."
+            )
+        if tuple(data["values"].shape) != tuple(state.values.shape):
+            raise ValueError(f"the checkpoint {self.path} has values of the wrong shape")
+        state.values.copy_(data["values"])
+        state.generated_ids[:] = json.loads(data["generated_ids"])
+        state.done.copy_(data["done"])
+        return bool(state.done.any())
+
+    def save(self, state: RecordingState) -> None:
+        """Write the whole state atomically."""
+        atomic_torch_save(
+            {
+                "format": _FORMAT,
+                "fingerprint": json.dumps(self.fingerprint),
+                "values": state.values,
+                "done": state.done,
+                "generated_ids": json.dumps(state.generated_ids),
+            },
+            self.path,
+        )
+
+    def _remove_orphans(self) -> None:
+        """Temporary files left by a process killed mid-write."""
+        if not self.path.parent.is_dir():
+            return
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()

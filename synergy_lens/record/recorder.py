@@ -1,0 +1,403 @@
+"""record_head_activity: every head's hook_z signal at every generated token, batched.
+
+What and why
+------------
+The raw material of every synergy-lens analysis is one scalar time series per attention
+head: the L2 norm of the head's output before W_O (``blocks.{L}.attn.hook_z``) at each
+generated token (Urbina-Rodriguez et al., arXiv 2601.06851; "Protocol of (B)" and
+"Recording during generation" in ``science.md``).
+
+How, per batch of prompts:
+
+1. Generate greedily (or sample, seeded) with the KV cache, prompts left-padded
+   (:meth:`ModelAdapter.generate`).
+2. Run one teacher-forced forward pass over each finished sequence, right-padded, with a
+   hook on every layer's ``hook_z``. Because attention is causal, position
+   ``len(prompt) - 1 + t`` of this pass computes exactly what a hook sees at generation step
+   ``t``. The hook gathers the generated positions, reduces them to the per-head signal on
+   the spot and writes ``[batch, time, head]`` into a preallocated buffer; no activation
+   cache is ever kept. The pass stops right after the last layer's ``hook_z`` (the rest of
+   the network and the unembedding are not needed).
+
+Batches are formed from prompts of similar token length (longest first), so little work is
+spent on padding; results do not depend on the batching (tested), except that with
+``do_sample=True`` each batch draws from its own seeded generator.
+
+>>> import synergy_lens as sl
+>>> model = sl.tiny_model("bridge")                                   # doctest: +SKIP
+>>> act = sl.record_head_activity(model, ["hello", "hi"], max_new_tokens=8, progress=False)
+>>> act.values.shape                                                   # doctest: +SKIP
+torch.Size([2, 8, 2, 4])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from synergy_lens import hooks as H
+from synergy_lens.models.adapter import ModelAdapter, adapt
+from synergy_lens.record.activity import HeadActivity
+from synergy_lens.record.checkpoint import Checkpoint, RecordingState, fingerprint, weights_digest
+from synergy_lens.record.prompts import Prompt, as_prompts
+from synergy_lens.record.signals import get_signal, weight_cache
+
+__all__ = ["MIN_NEW_TOKENS", "record_head_activity", "teacher_forced_signals", "batch_plan"]
+
+MIN_NEW_TOKENS = 8
+"""Fewest new tokens a recording may ask for: PhiID at lag 1 estimates a 4x4 covariance
+from ``time - 1`` lag pairs per prompt, which is meaningless with a handful of samples."""
+
+
+class _StopForward(Exception):
+    """Raised by the last layer's hook: nothing after it is needed."""
+
+
+def record_head_activity(
+    model: Any,
+    prompts: str | Prompt | Iterable[str | Prompt],
+    *,
+    max_new_tokens: int = 100,
+    batch_size: int = 8,
+    signal: str = "l2",
+    chat_template: bool | None = None,
+    do_sample: bool = False,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> HeadActivity:
+    """Generate from each prompt and record every head's signal at every generated token.
+
+    Args:
+        model: a HookedTransformer, a TransformerBridge or a ``ModelAdapter``.
+        prompts: texts, :class:`Prompt` objects (their categories are kept), e.g.
+            :func:`default_prompts`, or a single text.
+        max_new_tokens: tokens to generate per prompt (the time axis); at least
+            :data:`MIN_NEW_TOKENS`. The protocol of (B) uses 100.
+        batch_size: prompts generated and recorded together.
+        signal: name of a registered signal (``"l2"``, ``"l2_out"``, or one added with
+            :func:`register_signal`).
+        chat_template: ``None`` wraps each prompt in the tokenizer's chat template when it
+            has one; ``True`` requires it; ``False`` feeds the raw text.
+        do_sample: sample instead of greedy decoding; batch ``b`` uses a generator seeded
+            from ``(seed, b)``, so a run is reproducible (and resumable) for a given
+            ``batch_size``.
+        seed: the sampling seed.
+        checkpoint: a file path; every finished batch is saved there atomically and a later
+            call with the same arguments resumes from it (see
+            :mod:`synergy_lens.record.checkpoint`). A finished run leaves the complete file.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`HeadActivity` with ``values[p, t, layer, head]`` the signal at the step that
+        produced generated token ``t`` of prompt ``p``. Generation stops at EOS; the EOS step
+        counts (``lengths[p] == len(generated_ids[p])``) and later steps are NaN.
+
+    Raises:
+        TypeError: ``model`` is not a TransformerLens model, or a prompt is not a string.
+        ValueError: no prompts, an empty prompt, a prompt that does not fit in the context
+            window with ``max_new_tokens`` more tokens, ``max_new_tokens`` below 8, an
+            unknown signal, or a checkpoint written by a different run.
+    """
+    adapter = adapt(model)
+    items = _check_prompts(prompts)
+    _check_int(
+        "max_new_tokens",
+        max_new_tokens,
+        MIN_NEW_TOKENS,
+        why=("PhiID needs a time series per prompt; the protocol of (B) uses 100"),
+    )
+    _check_int("batch_size", batch_size, 1)
+    signal_fn = get_signal(signal)
+    use_template = _resolve_chat_template(adapter, chat_template)
+    texts = [adapter.apply_chat_template(p.text) if use_template else p.text for p in items]
+    prompt_ids = [adapter.tokenize(t) for t in texts]
+    _check_context(adapter, prompt_ids, max_new_tokens)
+
+    has_categories = any(p.category is not None for p in items)
+    categories = [p.category or "" for p in items] if has_categories else None
+    model_config = {
+        "n_layers": adapter.n_layers,
+        "n_heads": adapter.n_heads,
+        "d_head": adapter.d_head,
+        "n_kv_heads": adapter.n_kv_heads,
+        "backend": adapter.backend,
+        "d_model": adapter.d_model,
+        "n_ctx": adapter.n_ctx,
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+    }
+    settings = {
+        "signal": signal,
+        "max_new_tokens": int(max_new_tokens),
+        "chat_template": use_template,
+        "do_sample": bool(do_sample),
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "prepend_bos": adapter.prepend_bos,
+    }
+    state = RecordingState.empty(len(items), max_new_tokens, adapter.n_layers, adapter.n_heads)
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Checkpoint(
+            checkpoint,
+            fingerprint(
+                prompts={
+                    "texts": [p.text for p in items],
+                    "categories": categories,
+                    "prompt_ids": prompt_ids,
+                },
+                model={
+                    "name": adapter.name,
+                    "config": model_config,
+                    "weights": weights_digest(adapter.model),
+                },
+                settings=settings,
+            ),
+        )
+        ckpt.load_into(state)
+
+    plan = batch_plan(prompt_ids, batch_size)
+    bar = tqdm(
+        total=len(items),
+        initial=state.n_done,
+        unit="prompt",
+        desc="recording",
+        disable=not progress,
+    )
+    saved = state.n_done
+    # eval() walks every module (slow on the bridge): only when the model is training
+    eval_mode = adapter.eval_mode() if adapter.model.training else contextlib.nullcontext()
+    try:
+        with eval_mode, weight_cache(), bar:
+            for b, indices in enumerate(plan):
+                if bool(state.done[indices].all()):
+                    continue
+                start = time.perf_counter()
+                batch_prompts = [prompt_ids[i] for i in indices]
+                generated = adapter.generate(
+                    batch_prompts,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    seed=_batch_seed(seed, b),
+                )
+                values = teacher_forced_signals(
+                    adapter, batch_prompts, generated, signal_fn, n_steps=max_new_tokens
+                )
+                state.put(indices, values, generated)
+                if ckpt is not None:
+                    ckpt.save(state)
+                    saved = state.n_done
+                n_tokens = sum(len(g) for g in generated)
+                bar.set_postfix(tok_s=f"{n_tokens / (time.perf_counter() - start):.1f}")
+                bar.update(len(indices))
+    except KeyboardInterrupt as err:
+        if ckpt is not None:
+            if state.n_done != saved:  # a batch finished but its save was interrupted
+                ckpt.save(state)
+            _note(
+                err,
+                f"synergy-lens: recording interrupted; {state.n_done} of {len(items)} "
+                f"prompts are saved in {ckpt.path}. Call again with the same arguments "
+                "to resume.",
+            )
+        raise
+
+    tok = adapter.tokenizer
+    generated_ids = [list(g or []) for g in state.generated_ids]
+    return HeadActivity(
+        values=state.values,
+        lengths=torch.tensor([len(g) for g in generated_ids], dtype=torch.long),
+        prompts=[p.text for p in items],
+        categories=categories,
+        prompt_ids=prompt_ids,
+        generated_ids=generated_ids,
+        completions=[tok.decode(g, skip_special_tokens=True) for g in generated_ids],
+        model_name=adapter.name,
+        model_config=model_config,
+        settings=settings,
+        prompt_texts=[tok.decode(ids) for ids in prompt_ids],
+    )
+
+
+def teacher_forced_signals(
+    adapter: ModelAdapter,
+    prompt_ids: Sequence[Sequence[int]],
+    generated_ids: Sequence[Sequence[int]],
+    signal_fn: Callable[..., Tensor],
+    *,
+    n_steps: int | None = None,
+) -> Float[Tensor, "batch time layer head"]:
+    """One batch's signals from teacher-forced, right-padded passes over the sequences.
+
+    ``out[i, t]`` is the signal at position ``len(prompt_ids[i]) - 1 + t`` of
+    ``prompt_ids[i] + generated_ids[i]``: the step that produced generated token ``t``. The
+    last generated token is never fed (no step reads it). Steps at or past
+    ``len(generated_ids[i])`` (up to ``n_steps``, default the longest continuation) are NaN.
+    Returns a float32 CPU tensor.
+
+    On CPU, where compute grows with the padded token count, rows of very different lengths
+    (continuations that stopped at EOS early) go in separate passes when that saves more
+    padding than a pass costs; elsewhere the batch is one pass.
+    """
+    lengths = [len(g) for g in generated_ids]
+    if not lengths or min(lengths) < 1:
+        raise ValueError("every prompt needs at least one generated token to record")
+    n_steps = max(lengths) if n_steps is None else n_steps
+    if max(lengths) > n_steps:
+        raise ValueError(f"a continuation has {max(lengths)} tokens, more than n_steps={n_steps}")
+    seqs = [[*p, *g[:-1]] for p, g in zip(prompt_ids, generated_ids)]
+    out = torch.full((len(seqs), n_steps, adapter.n_layers, adapter.n_heads), float("nan"))
+    overhead = _PASS_OVERHEAD_TOKENS.get(adapter.device.type)
+    for rows in _split_by_length([len(s) for s in seqs], overhead):
+        values = _one_pass(
+            adapter,
+            [seqs[i] for i in rows],
+            [len(prompt_ids[i]) - 1 for i in rows],
+            [lengths[i] for i in rows],
+            signal_fn,
+        )
+        out[rows, : values.shape[1]] = values
+    return out
+
+
+_PASS_OVERHEAD_TOKENS = {"cpu": 32}
+"""Fixed cost of one forward pass, in padded tokens, per device type (where splitting pays)."""
+
+
+def _one_pass(
+    adapter: ModelAdapter,
+    seqs: list[list[int]],
+    starts: list[int],
+    lengths: list[int],
+    signal_fn: Callable[..., Tensor],
+) -> Float[Tensor, "batch time layer head"]:
+    """One right-padded pass; hooks reduce hook_z to the signal at the recorded positions."""
+    ids, mask = adapter.pad(seqs, side="right")
+    device, steps = ids.device, max(lengths)
+    offsets = torch.arange(steps, device=device)
+    positions = (torch.tensor(starts, device=device)[:, None] + offsets).clamp(max=ids.shape[1] - 1)
+    n_layers, n_heads = adapter.n_layers, adapter.n_heads
+    out = torch.empty((len(seqs), steps, n_layers, n_heads), device=device)
+
+    def reduce_z(z: Tensor, *, hook: Any, layer: int) -> None:
+        index = positions[:, :, None, None].expand(-1, -1, z.shape[2], z.shape[3])
+        value = signal_fn(z.gather(1, index), adapter=adapter, layer=layer)
+        if tuple(value.shape) != (len(seqs), steps, n_heads):
+            raise ValueError(
+                f"signal returned shape {tuple(value.shape)} for z of shape "
+                f"{tuple(index.shape)}: a signal must map [batch, pos, head, d_head] to "
+                "[batch, pos, head]"
+            )
+        out[:, :, layer, :] = value.float()
+        if layer == n_layers - 1:
+            raise _StopForward  # the rest of the network is not needed
+
+    fwd_hooks = [
+        (H.hook_z(layer), functools.partial(reduce_z, layer=layer)) for layer in range(n_layers)
+    ]
+    with torch.inference_mode():
+        try:
+            adapter.forward(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
+        except _StopForward:
+            pass
+    out[offsets[None, :] >= torch.tensor(lengths, device=device)[:, None]] = float("nan")
+    return out.cpu()
+
+
+def _split_by_length(sizes: list[int], overhead: float | None) -> list[list[int]]:
+    """Group rows into passes minimising ``sum(overhead + rows * longest)`` (exact, by DP
+    over rows sorted by size); one group when ``overhead`` is None."""
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    if overhead is None or len(order) < 2:
+        return [order]
+    n = len(order)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for k in range(1, n + 1):
+        for j in range(k):  # rows order[j:k] share a pass; order[j] is the longest
+            cost = best[j] + overhead + (k - j) * sizes[order[j]]
+            if cost < best[k]:
+                best[k], cut[k] = cost, j
+    groups, k = [], n
+    while k > 0:
+        groups.append(order[cut[k] : k])
+        k = cut[k]
+    return groups[::-1]
+
+
+def batch_plan(prompt_ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Prompt indices grouped into batches of similar token length, longest first."""
+    order = sorted(range(len(prompt_ids)), key=lambda i: (-len(prompt_ids[i]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# -- checks ---------------------------------------------------------------------------
+def _check_prompts(prompts: Any) -> list[Prompt]:
+    items = as_prompts(prompts)
+    if not items:
+        raise ValueError(
+            "no prompts to record: pass a list of texts, e.g. synergy_lens.default_prompts()"
+        )
+    for i, p in enumerate(items):
+        if not p.text.strip():
+            raise ValueError(f"prompt {i} is empty: every prompt needs some text")
+    return items
+
+
+def _check_int(name: str, value: Any, minimum: int, *, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        extra = f" ({why})" if why else ""
+        raise ValueError(f"{name}={value} is too small: use at least {minimum}{extra}")
+
+
+def _resolve_chat_template(adapter: ModelAdapter, chat_template: bool | None) -> bool:
+    has = bool(getattr(adapter.tokenizer, "chat_template", None))
+    if chat_template is None:
+        return has
+    if chat_template and not has:
+        raise ValueError(
+            "chat_template=True but this model's tokenizer has no chat template: pass "
+            "chat_template=False (raw text) or None (use one when available)"
+        )
+    return bool(chat_template)
+
+
+def _check_context(adapter: ModelAdapter, prompt_ids: list[list[int]], max_new: int) -> None:
+    n_ctx = adapter.n_ctx
+    for i, ids in enumerate(prompt_ids):
+        if len(ids) > n_ctx:
+            raise ValueError(
+                f"prompt {i} is {len(ids)} tokens long, longer than the model's context "
+                f"window ({n_ctx} tokens): shorten it"
+            )
+        if len(ids) + max_new - 1 > n_ctx:
+            raise ValueError(
+                f"prompt {i} ({len(ids)} tokens) plus max_new_tokens={max_new} does not fit "
+                f"in the model's context window ({n_ctx} tokens): shorten the prompt or "
+                f"use max_new_tokens <= {n_ctx - len(ids) + 1}"
+            )
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    digest = hashlib.sha256(f"synergy-lens/{seed}/{batch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _note(err: BaseException, message: str) -> None:
+    if hasattr(err, "add_note"):  # shown under the traceback (Python >= 3.11)
+        err.add_note(message)
+    else:
+        print(message, file=sys.stderr)
