@@ -23,7 +23,8 @@ out where you are, since on TransformerBridge it is an alias of the name you reg
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 
