@@ -34,18 +34,36 @@ _EXPORTS: dict[str, str] = {
     "register_signal": "synergy_lens.record",
     # phiid
     "decompose": "synergy_lens.phiid",
+    "all_pairs": "synergy_lens.phiid",
+    "ATOMS": "synergy_lens.phiid",
     "PhiIDResult": "synergy_lens.phiid",
     # analysis
     "synergy_scores": "synergy_lens.analysis",
     "HeadScores": "synergy_lens.analysis",
     "perturb_weights": "synergy_lens.analysis",
     "random_init_like": "synergy_lens.analysis",
+    "find_core": "synergy_lens.analysis",
+    "Core": "synergy_lens.analysis",
+    "layer_profile": "synergy_lens.analysis",
+    "LayerProfile": "synergy_lens.analysis",
+    "compare_controls": "synergy_lens.analysis",
+    "surrogate_test": "synergy_lens.analysis",
+    "topology_table": "synergy_lens.analysis",
+    "head_graphs": "synergy_lens.analysis",
+    "layer_energy": "synergy_lens.analysis",
+    # dynamics
+    "task_suite": "synergy_lens.dynamics",
+    "difficulty_study": "synergy_lens.dynamics",
+    "residual_flow": "synergy_lens.dynamics",
     # intervene
     "ablate_heads": "synergy_lens.intervene",
     "noise_heads": "synergy_lens.intervene",
     "skip_layers": "synergy_lens.intervene",
     "ablation_curve": "synergy_lens.intervene",
     "integrated_gradients": "synergy_lens.intervene",
+    "behaviour_divergence": "synergy_lens.intervene",
+    "layer_skip_sweep": "synergy_lens.intervene",
+    "accuracy_under_ablation": "synergy_lens.intervene",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

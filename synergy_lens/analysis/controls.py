@@ -333,7 +333,7 @@ def _select_prompts(activity: Any, keep: list[int]) -> Any:
     n = int(torch.as_tensor(activity.lengths).shape[0])
     if len(keep) == n:
         return activity
-    changes = {}
+    changes: dict[str, Any] = {}
     for f in dataclasses.fields(activity):
         value = getattr(activity, f.name)
         if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n:

@@ -28,6 +28,9 @@ Metrics (:func:`graph_metrics`)
   ``greedy_modularity_communities``), with ``n_communities``.
 - ``mean_degree``, ``mean_strength`` (sum of incident weights), ``mean_clustering``
   (unweighted average clustering).
+- ``n_isolated`` (heads without a kept edge; each is its own community) and
+  ``largest_component`` (fraction of heads in the largest connected component): a graph
+  whose top edges concentrate on a few hub heads has low efficiency for that reason.
 - ``participation``: Guimerà & Amaral's (2005) participation coefficient of each head with
   respect to the detected communities, ``P_i = 1 - sum_c (s_ic / s_i)^2`` (strength-
   weighted; NaN for isolated heads), averaged over heads (per layer in
@@ -207,6 +210,10 @@ def graph_metrics(
         if n
         else math.nan,
         "mean_participation": float(np.mean(part)) if part else math.nan,
+        "n_isolated": float(nx.number_of_isolates(graph)),
+        "largest_component": max((len(c) for c in nx.connected_components(graph)), default=0) / n
+        if n
+        else math.nan,
         "cross_layer_fraction": _cross_layer_fraction(graph),
     }
 

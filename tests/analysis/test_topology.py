@@ -51,6 +51,9 @@ def test_participation_and_cross_layer_by_hand() -> None:
     assert metrics["cross_layer_fraction"] == pytest.approx(1 / 6)
     assert metrics["mean_strength"] == pytest.approx(2 * 6 / 4)
     assert metrics["global_efficiency"] == pytest.approx(nx.global_efficiency(g))
+    assert metrics["n_isolated"] == 0 and metrics["largest_component"] == 1.0
+    g.add_node(4, layer=2)
+    assert graph_metrics(g)["n_isolated"] == 1 and graph_metrics(g)["largest_component"] == 0.8
 
 
 def planted_graphs(seed: int = 0, layers: int = 8, heads: int = 8):
