@@ -143,7 +143,7 @@ Every intervention is a context manager that restores the model afterwards.
 """),
         code("PROMPTS_PER_CATEGORY = 1   # 6 prompts for the recording\nMAX_NEW_TOKENS = 32\n"
              "ABLATION_STEP = 27         # heads added per step of the curve\nN_RANDOM = 3\n"
-             "N_TASKS = 20\nSKIP_LAYERS = list(range(0, 30, 3))\nIG_STEPS = 16", parameters=True),
+             "N_TASKS = 20\nSKIP_LAYERS = list(range(0, 30, 3))\nIG_PROMPTS = 4\nIG_STEPS = 16", parameters=True),
         code(LOAD),
         code(RECORD),
         md("## 1. Cumulative ablation (paper (B), ablation 1)"),
@@ -155,7 +155,7 @@ Every intervention is a context manager that restores the model afterwards.
            "(std 0.5) on the W_Q rows and W_O columns of each head of a group, on graded arithmetic tasks."),
         code("from synergy_lens.intervene import accuracy_under_ablation, default_tasks\n\n"
              "tasks = default_tasks(N_TASKS)\n"
-             "accuracy = accuracy_under_ablation(model, scores, tasks, n_random=2)\n"
+             "accuracy = accuracy_under_ablation(model, scores, tasks, n_random=N_RANDOM)\n"
              "view.plot_accuracy(accuracy)"),
         code("accuracy.summary()"),
         md("## 3. Layer skipping (paper (A))"),
@@ -167,7 +167,7 @@ Every intervention is a context manager that restores the model afterwards.
         code("""
 from synergy_lens.intervene import integrated_gradients
 
-ig_tasks = tasks[:4]
+ig_tasks = tasks[:IG_PROMPTS]
 prompts_ig = [model.tokenizer.apply_chat_template([{"role": "user", "content": t.prompt}], tokenize=False,
                                                   add_generation_prompt=True) for t in ig_tasks]
 targets = [t.answer for t in ig_tasks]

@@ -246,7 +246,7 @@ def _add_difficulty(sub: Any, *, load: bool) -> None:
 
 
 class _Stages:
-    """``[k/n] what ... done (s)`` lines on stderr, so stdout keeps only the results."""
+    """``[k/n] what`` lines on stderr (stdout keeps only the results), and the total time."""
 
     def __init__(self, total: int, quiet: bool = False) -> None:
         self.total, self.k, self.quiet = total, 0, quiet
@@ -257,8 +257,9 @@ class _Stages:
         if not self.quiet:
             print(f"[{self.k}/{self.total}] {text}", file=sys.stderr, flush=True)
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+    def done(self) -> None:
+        if not self.quiet:
+            print(f"done in {time.perf_counter() - self.t0:.0f} s", file=sys.stderr, flush=True)
 
 
 def _check_out_dir(path: str) -> Path:
@@ -415,6 +416,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         stages("writing the HTML report")
         report = write_report(run, out / "report.html")
     _print_summary(run, report)
+    stages.done()
     return 0
 
 

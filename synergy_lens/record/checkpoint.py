@@ -87,7 +87,9 @@ def weights_digest(model: Any, samples: int = 4096) -> str:
     h = hashlib.sha256()
     for name, p in model.named_parameters():
         flat = p.detach().reshape(-1)
-        idx = torch.linspace(0, flat.numel() - 1, min(samples, flat.numel()), dtype=torch.float64).long()
+        idx = torch.linspace(
+            0, flat.numel() - 1, min(samples, flat.numel()), dtype=torch.float64
+        ).long()
         sample = flat[idx.to(flat.device)].to("cpu", torch.float32).contiguous()
         h.update(f"{name}|{tuple(p.shape)}|{p.dtype}|".encode())
         h.update(sample.numpy().tobytes())

@@ -24,9 +24,9 @@ spent on padding; results do not depend on the batching (tested), except that wi
 ``do_sample=True`` each batch draws from its own seeded generator.
 
 >>> import synergy_lens as sl
->>> model = sl.tiny_model("bridge")                                   # doctest: +SKIP
+>>> model = sl.tiny_model()
 >>> act = sl.record_head_activity(model, ["hello", "hi"], max_new_tokens=8, progress=False)
->>> act.values.shape                                                   # doctest: +SKIP
+>>> act.values.shape  # [prompt, time, layer, head]
 torch.Size([2, 8, 2, 4])
 """
 
@@ -127,16 +127,7 @@ def record_head_activity(
 
     has_categories = any(p.category is not None for p in items)
     categories = [p.category or "" for p in items] if has_categories else None
-    model_config = {
-        "n_layers": adapter.n_layers,
-        "n_heads": adapter.n_heads,
-        "d_head": adapter.d_head,
-        "n_kv_heads": adapter.n_kv_heads,
-        "backend": adapter.backend,
-        "d_model": adapter.d_model,
-        "n_ctx": adapter.n_ctx,
-        "dtype": str(adapter.dtype).replace("torch.", ""),
-    }
+    model_config = _model_config(adapter)
     settings = {
         "signal": signal,
         "max_new_tokens": int(max_new_tokens),
@@ -149,22 +140,7 @@ def record_head_activity(
     state = RecordingState.empty(len(items), max_new_tokens, adapter.n_layers, adapter.n_heads)
     ckpt = None
     if checkpoint is not None:
-        ckpt = Checkpoint(
-            checkpoint,
-            fingerprint(
-                prompts={
-                    "texts": [p.text for p in items],
-                    "categories": categories,
-                    "prompt_ids": prompt_ids,
-                },
-                model={
-                    "name": adapter.name,
-                    "config": model_config,
-                    "weights": weights_digest(adapter.model),
-                },
-                settings=settings,
-            ),
-        )
+        ckpt = _open_checkpoint(checkpoint, adapter, items, prompt_ids, model_config, settings)
         ckpt.load_into(state)
 
     plan = batch_plan(prompt_ids, batch_size)
@@ -230,6 +206,37 @@ def record_head_activity(
     )
 
 
+def _model_config(adapter: ModelAdapter) -> dict[str, Any]:
+    return {
+        "n_layers": adapter.n_layers,
+        "n_heads": adapter.n_heads,
+        "d_head": adapter.d_head,
+        "n_kv_heads": adapter.n_kv_heads,
+        "backend": adapter.backend,
+        "d_model": adapter.d_model,
+        "n_ctx": adapter.n_ctx,
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+    }
+
+
+def _open_checkpoint(
+    path: str | Path,
+    adapter: ModelAdapter,
+    items: list[Prompt],
+    prompt_ids: list[list[int]],
+    model_config: dict[str, Any],
+    settings: dict[str, Any],
+) -> Checkpoint:
+    """The checkpoint of this run, fingerprinted by its prompts, model and settings."""
+    prompts = {
+        "texts": [p.text for p in items],
+        "categories": [p.category for p in items],
+        "prompt_ids": prompt_ids,
+    }
+    model = {"name": adapter.name, "config": model_config, "weights": weights_digest(adapter.model)}
+    return Checkpoint(path, fingerprint(prompts=prompts, model=model, settings=settings))
+
+
 def teacher_forced_signals(
     adapter: ModelAdapter,
     prompt_ids: Sequence[Sequence[int]],
@@ -271,7 +278,7 @@ def teacher_forced_signals(
     return out
 
 
-_PASS_OVERHEAD_TOKENS = {"cpu": 32}
+_PASS_OVERHEAD_TOKENS: dict[str, int] = {"cpu": 32}
 """Fixed cost of one forward pass, in padded tokens, per device type (where splitting pays)."""
 
 
@@ -289,6 +296,7 @@ def _one_pass(
     positions = (torch.tensor(starts, device=device)[:, None] + offsets).clamp(max=ids.shape[1] - 1)
     n_layers, n_heads = adapter.n_layers, adapter.n_heads
     out = torch.empty((len(seqs), steps, n_layers, n_heads), device=device)
+    recorded: set[int] = set()
 
     def reduce_z(z: Tensor, *, hook: Any, layer: int) -> None:
         index = positions[:, :, None, None].expand(-1, -1, z.shape[2], z.shape[3])
@@ -300,6 +308,7 @@ def _one_pass(
                 "[batch, pos, head]"
             )
         out[:, :, layer, :] = value.float()
+        recorded.add(layer)
         if layer == n_layers - 1:
             raise _StopForward  # the rest of the network is not needed
 
@@ -311,11 +320,14 @@ def _one_pass(
             adapter.forward(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
         except _StopForward:
             pass
+    if len(recorded) != n_layers:
+        missing = sorted(set(range(n_layers)) - recorded)
+        raise RuntimeError(f"hook_z of layers {missing} never ran during the recording pass")
     out[offsets[None, :] >= torch.tensor(lengths, device=device)[:, None]] = float("nan")
     return out.cpu()
 
 
-def _split_by_length(sizes: list[int], overhead: float | None) -> list[list[int]]:
+def _split_by_length(sizes: list[int], overhead: int | None) -> list[list[int]]:
     """Group rows into passes minimising ``sum(overhead + rows * longest)`` (exact, by DP
     over rows sorted by size); one group when ``overhead`` is None."""
     order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
