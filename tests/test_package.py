@@ -21,7 +21,7 @@ def test_import_has_no_heavy_side_effects():
 
 def test_unknown_attribute_is_an_attribute_error():
     try:
-        sl.no_such_name  # noqa: B018
+        sl.no_such_name
     except AttributeError as err:
         assert "no_such_name" in str(err)
     else:
