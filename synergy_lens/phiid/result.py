@@ -56,10 +56,17 @@ _FORMAT = "synergy_lens.PhiIDResult/1"
 class HeadActivityLike(Protocol):
     """The part of ``synergy_lens.record.HeadActivity`` that :func:`decompose` reads."""
 
-    lengths: Tensor
-    n_layers: int
-    n_heads: int
-    model_name: str
+    @property
+    def lengths(self) -> Tensor | None: ...
+
+    @property
+    def n_layers(self) -> int: ...
+
+    @property
+    def n_heads(self) -> int: ...
+
+    @property
+    def model_name(self) -> str: ...
 
     def unit_series(self) -> Tensor: ...
 
