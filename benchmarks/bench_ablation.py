@@ -14,7 +14,13 @@ are timed alternately (loop, batched, loop, batched, ...) and the medians compar
 keeps a busy shared machine from favouring either. The curves must agree (max abs
 difference printed).
 
-    python benchmarks/bench_ablation.py [--prompts 4] [--tokens 24] [--step 30] [--repeats 1]
+On a CPU the forward pass is compute-bound, so batching gains only what larger matrix
+products and fewer Python/hook round trips give: measured on a shared 2-core machine, 2.0x
+with one torch thread and 3.5x with two (single-sequence passes suffer most from thread
+synchronisation). The >= 4x target is meant for an accelerator, where one pass of 32
+sequences costs about as much as one of a single sequence.
+
+    python benchmarks/bench_ablation.py [--prompts 4] [--tokens 24] [--step 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -83,7 +89,10 @@ def main() -> None:
     )
     print(f"loop    (one pass per condition and prompt): {lt:8.2f} s  (runs: {[round(x, 2) for x in loop_t]})")
     print(f"batched (batch {args.batch_size} conditions per pass):  {bt:8.2f} s  (runs: {[round(x, 2) for x in batch_t]})")
-    print(f"speed-up batched vs loop: {lt / bt:.2f}x   max |curve difference|: {diff:.2e} nats")
+    ratio = lt / bt
+    verdict = "met" if ratio >= 4 else "not met"
+    print(f"speed-up batched vs loop: {ratio:.2f}x (target >= 4x: {verdict})   "
+          f"max |curve difference|: {diff:.2e} nats")
 
 
 if __name__ == "__main__":

@@ -96,9 +96,12 @@ def plot_graphs(
             ex += [pos[a][0], pos[b][0], None]
             ey += [pos[a][1], pos[b][1], None]
         color = S.atom_color(name)
+        n_edges = graph.number_of_edges()
+        alpha = min(0.35, 8.0 / max(n_edges, 1) ** 0.5)  # thousands of edges: faint, so structure shows
         fig.add_trace(go.Scatter(
             x=ex, y=ey, mode="lines", name=f"{name} edges", hoverinfo="skip", showlegend=False,
-            line={"color": S.rgba(color, 0.35), "width": 1.0}, meta={"n_edges": graph.number_of_edges()},
+            line={"color": S.rgba(color, round(alpha, 3)), "width": 1.0 if n_edges < 500 else 0.6},
+            meta={"n_edges": n_edges},
         ), row=1, col=k + 1)
         nodes = sorted(graph.nodes)
         strength = np.array([graph.degree(u, weight="weight") for u in nodes], dtype=float)

@@ -64,7 +64,9 @@ def plot_matrices(result: Any, atoms: tuple[str, ...] = ("sts", "rtr"), *, title
     Returns:
         One heatmap per atom; trace ``k`` has ``z = result.atom(atoms[k])`` (diagonal NaN,
         drawn blank), ``x = y = result.labels``. Colour: white -> red for sts, white -> blue
-        for rtr, each with its own colour bar in nats.
+        for rtr, each with its own colour bar in nats; the colour range runs from
+        ``min(0, 1st percentile)`` to the 99th percentile (a few extreme pairs would
+        otherwise wash out the rest; hover shows the exact value).
     """
     n_layers, n_heads = int(result.n_layers), int(result.n_heads)
     labels = list(result.labels)
@@ -75,11 +77,15 @@ def plot_matrices(result: Any, atoms: tuple[str, ...] = ("sts", "rtr"), *, title
     for k, atom in enumerate(atoms):
         z = _np(result.atom(atom))
         domain = fig.layout["xaxis" if k == 0 else f"xaxis{k + 1}"].domain
+        finite = z[np.isfinite(z)]
+        lo = min(0.0, float(np.percentile(finite, 1))) if finite.size else 0.0
+        hi = float(np.percentile(finite, 99)) if finite.size else 1.0
+        hi = hi if hi > lo else lo + 1.0
         fig.add_trace(
             go.Heatmap(
-                z=z, x=labels, y=labels, colorscale=S.atom_scale(atom), name=atom,
+                z=z, x=labels, y=labels, colorscale=S.atom_scale(atom), name=atom, zmin=lo, zmax=hi,
                 hovertemplate="%{y} – %{x}<br>" + atom + " = %{z:.4g} nats<extra></extra>",
-                colorbar={"title": {"text": f"{atom} (nats)"}, "x": domain[1] + 0.01, "len": 0.8, "thickness": 12},
+                colorbar={"title": {"text": f"{atom} (nats)<br><sup>capped at 99th pct</sup>"}, "x": domain[1] + 0.01, "len": 0.8, "thickness": 12},
             ),
             row=1, col=k + 1,
         )
@@ -118,9 +124,8 @@ def plot_head_grid(
 
     Returns:
         A figure whose first trace is a heatmap with ``z[layer][head]`` the score, ``x`` the
-        head index and ``y`` the layer index (layer 0 at the top). Diverging scores
-        (rank gradient, synergy fraction) are centred on 0; mean sts / rtr use their
-        sequential colours.
+        head index and ``y`` the layer index (layer 0 at the top). Diverging scores use
+        ``zmid`` as the centre above; mean sts / rtr use their sequential colours.
     """
     name = field or scores.score
     values = _np(scores.values if field is None else getattr(scores, field))
@@ -128,10 +133,15 @@ def plot_head_grid(
     labels = np.array(scores.labels, dtype=object).reshape(n_layers, n_heads)
     diverging = name not in ("mean_sts", "mean_rtr")
     heat: dict[str, Any] = {"colorscale": S.DIVERGING if diverging else S.atom_scale(name.removeprefix("mean_"))}
+    subtitle = "darker = larger"
     if diverging:
         finite = values[np.isfinite(values)]
-        span = float(np.max(np.abs(finite))) if finite.size else 1.0
-        heat.update(zmid=0.0, zmin=-span, zmax=span)
+        centre = 0.0 if name == "rank_gradient" or not finite.size else float(np.median(finite))
+        span = float(np.max(np.abs(finite - centre))) if finite.size else 1.0
+        span = span if span > 0 else 1.0
+        heat.update(zmid=centre, zmin=centre - span, zmax=centre + span)
+        subtitle = ("red = synergy-dominated, blue = redundancy-dominated" if centre == 0.0 else
+                    f"centred on the median head ({centre:.3g}): red = more synergy-dominated than it, blue = less")
     fig = go.Figure(
         go.Heatmap(
             z=values, x=list(range(n_heads)), y=list(range(n_layers)), customdata=labels, name=name,
@@ -147,12 +157,11 @@ def plot_head_grid(
                 marker={"symbol": symbol, "size": 14, "color": color, "line": {"width": 2.5, "color": color}},
                 text=[f"L{layer}H{h}" for layer, h in pairs], hovertemplate="%{text}: " + group + "<extra></extra>",
             ))
-    fig.update_yaxes(autorange="reversed", showgrid=False, dtick=max(1, n_layers // 15))
-    fig.update_xaxes(showgrid=False, dtick=1)
+    fig.update_yaxes(range=[n_layers - 0.5, -0.5], showgrid=False, dtick=max(1, n_layers // 15))
+    fig.update_xaxes(range=[-0.5, n_heads - 0.5], showgrid=False, dtick=1)
     S.style_figure(
         fig, title=title or f"Heads coloured by {_SCORE_TITLES.get(name, name)}",
-        subtitle="red = synergy-dominated, blue = redundancy-dominated" if diverging else "darker = larger",
-        xaxis_title="head", yaxis_title="layer", height=max(360, 22 * n_layers + 140),
+        subtitle=subtitle, xaxis_title="head", yaxis_title="layer", height=max(360, 22 * n_layers + 140),
     )
     fig.update_layout(legend={"orientation": "h", "y": -0.12})
     return fig

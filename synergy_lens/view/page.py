@@ -52,7 +52,10 @@ p.caption { color: #444; font-size: 0.92em; margin-top: 2px; }
 table.sl { border-collapse: collapse; font-size: 0.88em; margin: 8px 0; }
 table.sl th, table.sl td { border-bottom: 1px solid #e5e5e5; padding: 3px 10px; text-align: right; }
 table.sl th { background: #f3f3f3; }
+table.sl td { vertical-align: top; }
+table.sl.text th, table.sl.text td { text-align: left; }
 table.sl td:first-child, table.sl th:first-child { text-align: left; }
+table.settings th { text-align: left; }
 table.settings td { text-align: left; font-family: ui-monospace, Menlo, Consolas, monospace; }
 .note { background: #fff6ef; border-left: 4px solid var(--syn); padding: 6px 12px; }
 details { margin: 6px 0; }
@@ -127,10 +130,14 @@ class Report:
         return self._add(f'<div class="figure">{div}{cap}</div>')
 
     def table(self, frame: Any, caption: str | None = None, *, index: bool = True, max_rows: int = 400,
-              digits: int = 4) -> Report:
-        """A pandas DataFrame as an HTML table; every cell and header is escaped."""
+              digits: int = 4, text: bool = False) -> Report:
+        """A pandas DataFrame as an HTML table; every cell and header is escaped.
+
+        Numbers are right-aligned with ``digits`` significant digits; ``text=True`` left-aligns
+        every column (for tables of words).
+        """
         shown = frame.head(max_rows)
-        body = shown.to_html(escape=True, index=index, border=0, classes="sl", na_rep="–",
+        body = shown.to_html(escape=True, index=index, border=0, classes="sl text" if text else "sl", na_rep="–",
                              float_format=lambda v: f"{v:.{digits}g}")
         more = f" (first {max_rows} of {len(frame)} rows)" if len(frame) > max_rows else ""
         cap = f'<p class="caption">{escape((caption or "") + more)}</p>' if caption or more else ""

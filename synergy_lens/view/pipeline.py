@@ -190,7 +190,7 @@ def control_step(
     else:
         raise ValueError(f"control must be 'perturb' or 'random_init', got {control!r}")
     with context as control_model:
-        activity = record_head_activity(control_model, prompts, **(record_kwargs or {}))
+        activity: Any = record_head_activity(control_model, prompts, **(record_kwargs or {}))
         control_result = decompose(activity, **(decompose_kwargs or {}))
     return ControlComparison.from_results(result, control_result, scores=("rank_gradient", "synergy_fraction"),
                                           n_boot=n_boot, seed=seed, control_name=name)

@@ -31,7 +31,7 @@ from synergy_lens.view import matrices as M
 from synergy_lens.view.page import Report
 from synergy_lens.view.results import RunResults
 
-__all__ = ["build_report", "layer_summary", "write_report"]
+__all__ = ["build_report", "core_table", "layer_summary", "write_report"]
 
 
 def layer_summary(scores: Any, profile: Any = None, core: Any = None) -> Any:
@@ -70,6 +70,23 @@ def layer_summary(scores: Any, profile: Any = None, core: Any = None) -> Any:
     return pd.DataFrame(frame).set_index("layer")
 
 
+def core_table(core: Any) -> Any:
+    """One row per layer: its abstract (core) heads and its memory heads, strongest first,
+    each as ``"L5H3 (41)"`` with the head's score; layers with neither are left out."""
+    import pandas as pd
+
+    rows = []
+    values = core.values
+    for layer in range(core.n_layers):
+        cells = {}
+        for group in ("abstract", "memory"):
+            pairs = [(lay, h) for lay, h in core.pairs(group) if lay == layer]
+            cells[group] = ", ".join(f"L{lay}H{h} ({float(values[lay, h]):.3g})" for lay, h in pairs)
+        if cells["abstract"] or cells["memory"]:
+            rows.append({"layer": layer, "abstract heads": cells["abstract"], "memory heads": cells["memory"]})
+    return pd.DataFrame(rows, columns=["layer", "abstract heads", "memory heads"]).set_index("layer")
+
+
 def _fmt_ci(ci: Any) -> str:
     return "" if ci is None else f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})"
 
@@ -88,13 +105,15 @@ def _summary(page: Report, run: RunResults) -> None:
         lines.append(f"Layer profile of {main.score}: inverted-U index {main.inverted_u:.2f}"
                      f"{_fmt_ci(main.inverted_u_ci)}: {shape}.")
     if core is not None:
-        lines.append(f"Synergistic core (top {100 * core.q:.0f}% by {core.score}): {', '.join(core.labels_of('abstract'))}.")
+        heads = core.labels_of("abstract")
+        shown = ", ".join(heads[:12]) + (f", ... ({len(heads)} heads)" if len(heads) > 12 else "")
+        lines.append(f"Synergistic core (top {100 * core.q:.0f}% by {core.score}, strongest first): {shown}.")
     for line in lines:
         page.text(line)
     if scores is not None and math.isfinite(scores.spearman) and scores.spearman > 0.8:
         page.text(f"Mean sts and mean rtr are strongly rank-correlated across heads (Spearman "
-                  f"{scores.spearman:.2f}): the rank gradient may cancel a real layer profile. "
-                  "Compare with the synergy-fraction profile (science.md, 'A known pitfall').", note=True)
+                  f"{scores.spearman:.2f}): both grow with a head's overall information flow, so the rank "
+                  "gradient may cancel a real layer profile. Compare with the synergy-fraction profile.", note=True)
     if scores is not None:
         page.table(layer_summary(scores, main, core), "Per layer: mean atoms (nats), mean score, profile "
                    "and band, core heads per layer, strongest head.")
@@ -137,9 +156,7 @@ def _heads(page: Report, run: RunResults) -> None:
     if core is not None:
         page.section("Synergistic core", f"Abstract heads: the top {100 * core.q:.0f}% by {core.score}; "
                      "memory heads: the bottom ones. Export with core.to_index_df() or core.fwd_hooks(...).")
-        frame = core.to_dataframe()
-        frame = frame[frame["group"] != "other"].sort_values(["group", "score"], ascending=[True, False])
-        page.table(frame, index=False)
+        page.table(core_table(core), "Per layer, strongest first (score in brackets).", text=True)
 
 
 def _topology(page: Report, run: RunResults) -> None:

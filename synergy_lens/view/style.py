@@ -173,7 +173,7 @@ def layer_lines(n_layers: int, n_heads: int, *, xref: str = "x", yref: str = "y"
     """Thin separator lines between layers on a ``[unit, unit]`` heatmap (units ordered by layer)."""
     shapes: list[dict[str, Any]] = []
     n_units = n_layers * n_heads
-    line = {"color": "rgba(0,0,0,0.25)", "width": 0.6}
+    line = {"color": "rgba(0,0,0,0.15)" if n_layers <= 12 else "rgba(0,0,0,0.07)", "width": 0.5}
     for layer in range(1, n_layers):
         pos = layer * n_heads - 0.5
         shapes.append({"type": "line", "xref": xref, "yref": yref, "x0": pos, "x1": pos,

@@ -47,6 +47,8 @@ def test_matrices_are_sts_and_rtr_ordered_by_layer(result):
         assert list(trace.x) == list(trace.y) == result.labels == [f"L{u // N_HEADS}H{u % N_HEADS}" for u in range(12)]
     # a separator between consecutive layers, both directions, on each panel
     assert len(fig.layout.shapes) == 2 * 2 * (N_LAYERS - 1)
+    sts = result.sts.numpy()
+    assert fig.data[0].zmax == pytest.approx(np.percentile(sts[np.isfinite(sts)], 99))
     assert fig.data[0].colorscale[-1][1] == S.SYNERGY_SCALE[-1][1]
     assert fig.data[1].colorscale[-1][1] == S.REDUNDANCY_SCALE[-1][1]
 
@@ -72,6 +74,8 @@ def test_head_grid_other_fields(scores, field):
     fig = plot_head_grid(scores, field)
     np.testing.assert_array_equal(a(fig.data[0].z), getattr(scores, field).numpy())
     assert len(fig.data) == 1
+    if field == "synergy_fraction":  # centred on the median head, not on 0
+        assert fig.data[0].zmid == pytest.approx(float(np.median(getattr(scores, field).numpy())))
 
 
 def test_score_scatter(scores):

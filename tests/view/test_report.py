@@ -141,3 +141,14 @@ def test_run_folder_errors(tmp_path, scores):
         RunResults().add("thing", object()).save(tmp_path / "out")
     with pytest.raises(KeyError, match="has no 'phiid'"):
         RunResults()["phiid"]
+
+
+def test_core_table(core):
+    from synergy_lens.view.report import core_table
+
+    table = core_table(core)
+    joined = " ".join(table["abstract heads"]) + " " + " ".join(table["memory heads"])
+    for label in core.labels_of("abstract") + core.labels_of("memory"):
+        assert f"{label} (" in joined
+    first = core.pairs("abstract")[0]
+    assert table.loc[first[0], "abstract heads"].startswith(f"L{first[0]}H{first[1]} (")
