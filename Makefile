@@ -49,7 +49,7 @@ test-tl4: env browser
 
 # The notebooks run once, in the TL 4.x environment (they take minutes each on a CPU).
 test-tl39: env39 browser
-	$(VENV39)/bin/python -m pytest --deselect tests/view/test_notebooks.py $(PYTEST_ARGS)
+	$(VENV39)/bin/python -m pytest --ignore=tests/view/test_notebooks.py $(PYTEST_ARGS)
 
 test: test-tl4 test-tl39
 
