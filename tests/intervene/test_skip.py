@@ -22,11 +22,14 @@ IDS = [256, 10, 20, 30, 40, 50, 60]
 
 
 def hf_without(hf, layers: set[int]):
-    """A copy of a transformers causal LM with the decoder layers in ``layers`` deleted."""
-    pruned = copy.copy(hf)
-    pruned.model = copy.copy(hf.model)
+    """A copy of a transformers causal LM with the decoder layers in ``layers`` deleted.
+
+    A deep copy: a shallow ``copy.copy`` of an ``nn.Module`` shares its ``_modules`` dict, so
+    assigning a submodule on the copy would prune the original (a shared session fixture).
+    """
+    pruned = copy.deepcopy(hf)
     pruned.model.layers = nn.ModuleList(
-        [block for i, block in enumerate(hf.model.layers) if i not in layers]
+        [block for i, block in enumerate(pruned.model.layers) if i not in layers]
     )
     return pruned
 
