@@ -53,6 +53,32 @@ def test_batched_equals_loop(tiny3, clean_run, mode):
     assert_close(batched, loop, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 64])
+def test_packing_across_prompts_of_different_lengths(tiny3, batch_size):
+    """Rows of several prompts share a pass (right padding): same numbers as one by one."""
+    from synergy_lens.intervene.divergence import _plan
+
+    a = adapt(tiny3)
+    prompts = [[256, 72, 101], [256, 49, 43, 50, 61, 62, 63, 64, 65], [256, 7], [256, 90, 91, 92, 93]]
+    gens = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]]  # 1..7 generated tokens
+    run = list(zip(prompts, gens))
+    masks = torch.rand(7, a.n_layers, a.n_heads, generator=torch.Generator().manual_seed(3)) > 0.5
+    masks[2] = False  # the no-ablation condition: exactly 0
+    packed = behaviour_divergence(tiny3, run, masks, batch_size=batch_size)
+    for c in range(7):
+        for i, (prompt, gen) in enumerate(run):
+            want = manual_divergence(tiny3, prompt, gen, masks[c]) if masks[c].any() else 0.0
+            assert math.isclose(float(packed[c, i]), want, rel_tol=1e-4, abs_tol=1e-6), (c, i)
+    seqs = teacher_forced_sequences(run)
+    plan = _plan(seqs, list(range(6)), batched=True, batch_size=batch_size, per_prompt=False)
+    rows = [r for chunk in plan for r in chunk]
+    assert sorted(rows) == [(p, c) for p in range(4) for c in range(6)]  # each once
+    assert max(map(len, plan)) <= batch_size
+    assert len(plan) == math.ceil(24 / batch_size)  # as few passes as the batch size allows
+    per_prompt = _plan(seqs, list(range(6)), batched=True, batch_size=batch_size, per_prompt=True)
+    assert all(len({p for p, _ in chunk}) == 1 for chunk in per_prompt)
+
+
 def test_curve_structure_and_roundtrip(tiny3, clean_run, tmp_path):
     a = adapt(tiny3)
     scores = torch.arange(a.n_units, dtype=torch.float64).view(a.n_layers, a.n_heads)
