@@ -163,8 +163,8 @@ def _add_ablation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ablation-mode", default="zero", help="how a head is removed (a registered ablation mode)")
 
 
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The ``synergy-lens`` parser. ``argv`` only decides whether the difficulty options load."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``synergy-lens`` parser."""
     from synergy_lens import __version__
 
     parser = argparse.ArgumentParser(
@@ -221,25 +221,48 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     abl.add_argument("--no-progress", action="store_true", help="hide progress bars")
     abl.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
-    _add_difficulty(sub, load="difficulty" in argv)
+    _add_difficulty(sub)
     return parser
 
 
-def _add_difficulty(sub: Any, *, load: bool) -> None:
-    kwargs = {"formatter_class": _Formatter, "help": "task-difficulty study: head organisation vs difficulty"}
-    if not load:  # keep `synergy-lens --help` fast: the study's options load only when asked for
-        sub.add_parser("difficulty", **kwargs)
-        return
-    p = sub.add_parser("difficulty", description="Record and analyse the heads on graded tasks of rising "
-                       "difficulty: order parameters, functional embeddings, residual flow (paper (A)).", **kwargs)
-    try:
-        from synergy_lens.dynamics.study import add_difficulty_arguments
-    except ImportError:
-        p.set_defaults(_missing_study=True)
-        return
-    add_difficulty_arguments(p)
-    if not any(a.dest == "debug" for a in p._actions):
-        p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+def _add_difficulty(sub: Any) -> None:
+    p = sub.add_parser(
+        "difficulty", formatter_class=_Formatter,
+        help="task-difficulty study: head organisation vs difficulty",
+        description="Record and analyse the heads on graded tasks of rising difficulty: order "
+                    "parameters, functional embeddings, residual flow (paper (A)).",
+    )
+    _add_model_options(p)
+    g = p.add_argument_group("study")
+    g.add_argument("--out", required=True, metavar="DIR", help="results folder (per-level files; resumable)")
+    g.add_argument("--levels", type=_int_at_least(1), nargs="+", default=[1, 2, 3, 4, 5], metavar="L",
+                   help="difficulty levels (1 = easiest, 8 = hardest)")
+    g.add_argument("--families", nargs="+", default=None, metavar="F",
+                   help="task families (default: all registered: arithmetic arc relational)")
+    g.add_argument("--prompts-per-level", type=_int_at_least(2), default=10, metavar="N",
+                   help="tasks per family at each level")
+    g.add_argument("--max-new-tokens", type=_int_at_least(8), default=48, metavar="N",
+                   help="tokens generated per prompt (PhiID time series)")
+    g.add_argument("--min-steps", type=_int_at_least(4), default=8, metavar="N",
+                   help="shortest answer (tokens) that enters PhiID; shorter answers count for accuracy only")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=8, metavar="N")
+    g.add_argument("--chat-template", choices=("auto", "yes", "no"), default="auto",
+                   help="wrap prompts in the tokenizer's chat template (auto: when it has one)")
+    a = p.add_argument_group("analysis")
+    a.add_argument("--tau", type=_int_at_least(1), default=1, help="PhiID lag")
+    a.add_argument("--score", default="synergy_fraction",
+                   choices=("synergy_fraction", "rank_gradient", "mean_sts", "mean_rtr"), help="per-head score")
+    a.add_argument("--features", choices=("row", "summary"), default="row", help="head features to embed")
+    a.add_argument("--embedding", choices=("pca", "umap"), default="pca", help="2-D projection")
+    a.add_argument("--flow-positions", choices=("all", "generated"), default="all",
+                   help="tokens averaged in the residual flow")
+    a.add_argument("--n-boot", type=_int_at_least(0), default=200, metavar="N", help="bootstrap resamples")
+    a.add_argument("--seed", type=int, default=0, help="seed of the tasks and the bootstrap")
+    o = p.add_argument_group("output")
+    o.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint recordings")
+    o.add_argument("--no-figures", action="store_true", help="skip the HTML figures")
+    o.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    o.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -467,13 +490,28 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_difficulty(args: argparse.Namespace) -> int:
-    if getattr(args, "_missing_study", False):
-        print("synergy-lens difficulty: the difficulty study (synergy_lens.dynamics.study) is not part of "
-              "this installation yet", file=sys.stderr)
-        return 2
-    from synergy_lens.dynamics.study import run_difficulty_command
+    """``synergy-lens difficulty``: run the study, save results and figures into ``--out``."""
+    from synergy_lens.dynamics.study import difficulty_study, summary_text, write_figures
 
-    return int(run_difficulty_command(args) or 0)
+    try:
+        model = load_cli_model(args.model, args.backend, args.device)
+        template = {"auto": None, "yes": True, "no": False}[args.chat_template]
+        study = difficulty_study(
+            model, levels=args.levels, families=args.families, prompts_per_level=args.prompts_per_level,
+            max_new_tokens=args.max_new_tokens, tau=args.tau, score=args.score, features=args.features,
+            embedding=args.embedding, min_steps=args.min_steps, flow_positions=args.flow_positions,
+            n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size, chat_template=template,
+            out=args.out, checkpoint=not args.no_checkpoint, progress=not args.no_progress,
+        )
+        written = [] if args.no_figures else write_figures(study, args.out)
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as err:
+        if args.debug:
+            raise
+        print(f"synergy-lens difficulty: error: {err}", file=sys.stderr)
+        return 1
+    print(summary_text(study))
+    print(f"Results: {Path(args.out).resolve()}" + (f" ({len(written)} figures)" if written else ""))
+    return 0
 
 
 _COMMANDS = {"demo": cmd_analyse, "run": cmd_analyse, "report": cmd_report, "ablate": cmd_ablate,
@@ -483,7 +521,7 @@ _COMMANDS = {"demo": cmd_analyse, "run": cmd_analyse, "report": cmd_report, "abl
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synergy-lens`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)

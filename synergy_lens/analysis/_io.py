@@ -1,44 +1,10 @@
-"""Save/load for analysis results: ``torch.save`` of plain tensors plus one JSON header.
-
-Never a pickle of the object: :func:`load_payload` uses ``weights_only=True``, so loading a
-file runs no code. Every result class writes a ``format`` tag so a file of one kind is not
-mistaken for another.
-"""
+"""Save/load for analysis results (the shared format of :mod:`synergy_lens._io`), and unit labels."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from synergy_lens._io import load_payload, save_payload
 
 __all__ = ["load_payload", "save_payload", "unit_labels"]
-
-
-def save_payload(
-    path: str | Path, fmt: str, tensors: dict[str, Tensor | None], header: dict[str, Any]
-) -> None:
-    """Write ``tensors`` (``None`` entries skipped) and a JSON-able ``header`` tagged ``fmt``."""
-    payload: dict[str, Any] = {k: v.detach().cpu() for k, v in tensors.items() if v is not None}
-    payload["header"] = json.dumps({"format": fmt, **header})
-    torch.save(payload, Path(path))
-
-
-def load_payload(path: str | Path, fmt: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Inverse of :func:`save_payload`: ``(tensors, header without "format")``.
-
-    Raises ``ValueError`` if the file holds another format.
-    """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or "header" not in payload:
-        raise ValueError(f"{path} is not a synergy-lens analysis file (no header)")
-    header = json.loads(payload.pop("header"))
-    found = header.pop("format", None)
-    if found != fmt:
-        raise ValueError(f"{path} holds {found!r}, not {fmt!r}: load it with the matching class")
-    return payload, header
 
 
 def unit_labels(n_layers: int, n_heads: int) -> list[str]:

@@ -77,9 +77,7 @@ from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, LevelSummary, ru
 __all__ = [
     "ORDER_PARAMETERS",
     "DifficultyStudy",
-    "add_difficulty_arguments",
     "difficulty_study",
-    "run_difficulty_command",
 ]
 
 _FORMAT = "synergy_lens.DifficultyStudy/1"
@@ -416,82 +414,23 @@ def _transition(levels: list[int], values: list[float], boot: Tensor) -> Transit
         return transition_point(x, y[ok], b if len(b) >= 2 else None)
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def add_difficulty_arguments(parser: Any) -> None:
-    """Options of ``synergy-lens difficulty`` (added to the subcommand's parser)."""
-    from synergy_lens.cli import _add_model_options, _int_at_least
-
-    _add_model_options(parser)
-    g = parser.add_argument_group("study")
-    g.add_argument("--out", required=True, metavar="DIR", help="results folder (per-level files; resumable)")
-    g.add_argument("--levels", type=_int_at_least(1), nargs="+", default=[1, 2, 3, 4, 5], metavar="L",
-                   help="difficulty levels (1 = easiest, 8 = hardest)")
-    g.add_argument("--families", nargs="+", default=None, metavar="F",
-                   help="task families (default: all registered: arithmetic arc relational)")
-    g.add_argument("--prompts-per-level", type=_int_at_least(2), default=10, metavar="N",
-                   help="tasks per family at each level")
-    g.add_argument("--max-new-tokens", type=_int_at_least(8), default=48, metavar="N",
-                   help="tokens generated per prompt (PhiID time series)")
-    g.add_argument("--min-steps", type=_int_at_least(4), default=8, metavar="N",
-                   help="shortest answer (tokens) that enters PhiID; shorter answers count for accuracy only")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=8, metavar="N")
-    g.add_argument("--chat-template", choices=("auto", "yes", "no"), default="auto",
-                   help="wrap prompts in the tokenizer's chat template (auto: when it has one)")
-    a = parser.add_argument_group("analysis")
-    a.add_argument("--tau", type=_int_at_least(1), default=1, help="PhiID lag")
-    a.add_argument("--score", default="synergy_fraction",
-                   choices=("synergy_fraction", "rank_gradient", "mean_sts", "mean_rtr"), help="per-head score")
-    a.add_argument("--features", choices=("row", "summary"), default="row", help="head features to embed")
-    a.add_argument("--embedding", choices=("pca", "umap"), default="pca", help="2-D projection")
-    a.add_argument("--flow-positions", choices=("all", "generated"), default="all",
-                   help="tokens averaged in the residual flow")
-    a.add_argument("--n-boot", type=_int_at_least(0), default=200, metavar="N", help="bootstrap resamples")
-    a.add_argument("--seed", type=int, default=0, help="seed of the tasks and the bootstrap")
-    o = parser.add_argument_group("output")
-    o.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint recordings")
-    o.add_argument("--no-figures", action="store_true", help="skip the HTML figures")
-    o.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    o.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-
-
-def run_difficulty_command(args: Any) -> int:
-    """``synergy-lens difficulty``: run the study, save results and figures into ``--out``."""
-    import sys
-
-    from synergy_lens.cli import load_cli_model
-
-    try:
-        model = load_cli_model(args.model, args.backend, args.device)
-        template = {"auto": None, "yes": True, "no": False}[args.chat_template]
-        study = difficulty_study(
-            model, levels=args.levels, families=args.families, prompts_per_level=args.prompts_per_level,
-            max_new_tokens=args.max_new_tokens, tau=args.tau, score=args.score, features=args.features,
-            embedding=args.embedding, min_steps=args.min_steps, flow_positions=args.flow_positions,
-            n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size, chat_template=template,
-            out=args.out, checkpoint=not args.no_checkpoint, progress=not args.no_progress,
-        )
-        written = [] if args.no_figures else write_figures(study, args.out)
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as err:
-        if getattr(args, "debug", False):
-            raise
-        print(f"synergy-lens difficulty: error: {err}", file=sys.stderr)
-        return 1
-    print(summary_text(study))
-    print(f"Results: {Path(args.out).resolve()}" + (f" ({len(written)} figures)" if written else ""))
-    return 0
-
-
 def write_figures(study: DifficultyStudy, out: str | Path) -> list[Path]:
-    """The study's figures as HTML files in ``out`` (see ``_figures.py``).
+    """The study's figures (from :mod:`synergy_lens.view.dynamics`) as HTML files in ``out``.
 
-    The files share one ``plotly.min.js`` written beside them, so they open offline.
+    Files: ``accuracy``, ``order_parameters``, ``residual_flow`` (when the study has flows)
+    and ``embedding_layer`` / ``embedding_score`` (when it has embeddings). They share one
+    ``plotly.min.js`` written beside them, so they open offline.
     """
-    from synergy_lens.dynamics._figures import study_figures
+    from synergy_lens.view import dynamics as V
 
+    figs = {"accuracy": V.plot_accuracy_levels(study), "order_parameters": V.plot_order_parameter(study)}
+    if study.flows:
+        figs["residual_flow"] = V.plot_residual_flow(study)
+    if study.embeddings:
+        figs["embedding_layer"] = V.plot_embedding(study, "layer")
+        figs["embedding_score"] = V.plot_embedding(study, "score")
     paths = []
-    for name, fig in study_figures(study).items():
+    for name, fig in figs.items():
         path = Path(out) / f"{name}.html"
         fig.write_html(path, include_plotlyjs="directory")
         paths.append(path)

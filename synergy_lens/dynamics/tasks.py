@@ -40,17 +40,16 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from statistics import NormalDist
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import pandas as pd
 
+from synergy_lens._binomial import wilson_interval
 from synergy_lens.dynamics._solvers import (
     EASY_LIST_PRIMITIVES,
     LIST_DESCRIPTIONS,
@@ -505,22 +504,6 @@ register_family("relational", _generate_relational, _score_relational, max_level
 
 
 # ----------------------------------------------------------------------------- summary
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927).
-
-    Unlike the normal ``p +- z sqrt(p(1-p)/n)`` interval it stays inside [0, 1] and does
-    not collapse to a point at 0/n or n/n, which matters for 10 tasks per level.
-    """
-    if n < 1 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes}/{n}")
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def accuracy_table(

@@ -40,7 +40,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens.intervene._io import load_payload, save_payload
+from synergy_lens._io import load_payload, save_payload
 from synergy_lens.intervene.ablate import (
     AblationMode,
     _ResampleState,

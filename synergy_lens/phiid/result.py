@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from synergy_lens._io import atomic_torch_save
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
@@ -168,7 +169,7 @@ class PhiIDResult:
             value = getattr(self, name)
             if value is not None:
                 payload[name] = value.detach().cpu()
-        torch.save(payload, Path(path))
+        atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> PhiIDResult:

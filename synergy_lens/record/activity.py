@@ -27,10 +27,7 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,33 +36,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from synergy_lens._io import atomic_torch_save
+
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["HeadActivity", "atomic_torch_save"]
 
 _FORMAT = "synergy_lens.HeadActivity/1"
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place.
-
-    A reader (or a resumed run) sees the old file or the new one, never half of one, even if
-    the process is killed mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass

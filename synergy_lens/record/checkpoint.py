@@ -32,7 +32,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from synergy_lens.record.activity import atomic_torch_save
+from synergy_lens._io import atomic_torch_save
 
 __all__ = ["Checkpoint", "RecordingState", "fingerprint", "weights_digest"]
 

@@ -49,6 +49,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens._io import atomic_torch_save
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -202,7 +203,7 @@ class HeadAttention:
         """``torch.save`` of a tensor and a JSON header (reload with :meth:`load`)."""
         header = {"format": "synergy_lens.HeadAttention/1", "tokens": self.tokens, "labels": self.labels,
                   "meta": self.meta}
-        torch.save({"patterns": self.patterns.detach().cpu(), "header": json.dumps(header)}, Path(path))
+        atomic_torch_save({"patterns": self.patterns.detach().cpu(), "header": json.dumps(header)}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> HeadAttention:

@@ -219,10 +219,9 @@ class Report:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_html` to ``path`` (parent folders created); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_html(), encoding="utf-8", errors="replace")
-        return path
+        from synergy_lens._io import atomic_write_text
+
+        return atomic_write_text(path, self.to_html(), errors="replace")
 
     def __repr__(self) -> str:
         return f"Report({self.title!r}, sections={[t for _, t, _ in self._sections]})"

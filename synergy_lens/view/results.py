@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synergy_lens._io import atomic_write_text
+
 __all__ = ["MANIFEST", "RunResults"]
 
 MANIFEST = "manifest.json"
@@ -126,7 +128,7 @@ class RunResults:
             if kind == "pandas.DataFrame":
                 obj.to_csv(path, na_rep="NaN")  # "" stays an empty string on reading
             elif kind == "json":
-                path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+                atomic_write_text(path, json.dumps(obj, indent=1))
             elif hasattr(obj, "save"):
                 obj.save(path)
             else:
@@ -140,7 +142,7 @@ class RunResults:
             "meta": self.meta,
             "items": entries,
         }
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+        atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, default=str))
         self.folder = folder
         return folder
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import math
 import re
 from collections.abc import Callable
 
@@ -564,3 +565,15 @@ def test_accuracy_table() -> None:
     assert ((table.ci_low < table.accuracy) & (table.accuracy < table.ci_high)).all()
     with pytest.raises(ValueError, match="one completion per task"):
         accuracy_table(tasks, completions[:-1])
+
+
+def test_wilson_interval_is_one_function_with_clear_errors() -> None:
+    from synergy_lens.intervene import wilson_interval as from_intervene
+
+    assert from_intervene is wilson_interval
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    for bad in [(3, 2), (-1, 5), (0, -1)]:
+        with pytest.raises(ValueError, match="successes"):
+            wilson_interval(*bad)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 2, confidence=1.5)

@@ -1,0 +1,91 @@
+"""Writing result files safely, in one place for every subpackage.
+
+- :func:`atomic_torch_save` / :func:`atomic_write_text`: write to a temporary file in the
+  target folder, fsync, then rename into place. A reader, or a resumed run, sees the old
+  file or the new one, never half of one, even if the process is killed mid-write. The
+  file gets the usual permissions (0666 less the umask), as ``open()`` would give it.
+- :func:`save_payload` / :func:`load_payload`: the result-file format. A ``torch.save`` of
+  plain tensors plus one JSON header string tagged with a ``format`` name. It is never a
+  pickle of an object: loading uses ``weights_only=True`` and runs no code. The tag keeps
+  a file of one kind from being loaded as another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_torch_save", "atomic_write_text", "load_payload", "save_payload"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (see the module docstring)."""
+    import torch
+
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: str | Path, text: str, *, errors: str = "strict") -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically."""
+    data = text.encode("utf-8", errors=errors)
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    return _atomic_write(path, write)
+
+
+def save_payload(
+    path: str | Path, fmt: str, tensors: Mapping[str, Any], header: dict[str, Any]
+) -> None:
+    """Write ``tensors`` (``None`` entries skipped) and a JSON-able ``header`` tagged ``fmt``."""
+    payload: dict[str, Any] = {k: v.detach().cpu() for k, v in tensors.items() if v is not None}
+    payload["header"] = json.dumps({"format": fmt, **header})
+    atomic_torch_save(payload, path)
+
+
+def load_payload(path: str | Path, fmt: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Inverse of :func:`save_payload`: ``(tensors, header without "format")``.
+
+    Raises ``ValueError`` if the file is not a synergy-lens result file, or holds another
+    format than ``fmt``.
+    """
+    import torch
+
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "header" not in payload:
+        raise ValueError(f"{path} is not a synergy-lens result file (no header)")
+    header = json.loads(payload.pop("header"))
+    found = header.pop("format", None)
+    if found != fmt:
+        raise ValueError(f"{path} holds {found!r}, not {fmt!r}: load it with the matching class")
+    return payload, header
