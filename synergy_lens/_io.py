@@ -20,7 +20,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_torch_save", "atomic_write_text", "load_payload", "save_payload"]
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write_text",
+    "load_dataclass",
+    "load_payload",
+    "save_dataclass",
+    "save_payload",
+]
 
 
 def _umask() -> int:
@@ -89,3 +96,34 @@ def load_payload(path: str | Path, fmt: str) -> tuple[dict[str, Any], dict[str, 
     if found != fmt:
         raise ValueError(f"{path} holds {found!r}, not {fmt!r}: load it with the matching class")
     return payload, header
+
+
+def save_dataclass(obj: Any, path: str | Path, fmt: str) -> None:
+    """Save a result dataclass: tensor fields (and dicts of tensors) as tensors, the rest as
+    JSON in the header. :func:`load_dataclass` is the inverse."""
+    import dataclasses
+
+    from torch import Tensor
+
+    tensors: dict[str, Any] = {}
+    header: dict[str, Any] = {"fields": {}, "tensor_dicts": {}}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Tensor):
+            tensors[f.name] = value
+        elif isinstance(value, dict) and value and all(isinstance(v, Tensor) for v in value.values()):
+            header["tensor_dicts"][f.name] = list(value)
+            tensors.update({f"{f.name}/{k}": v for k, v in value.items()})
+        else:
+            header["fields"][f.name] = value
+    save_payload(path, fmt, tensors, header)
+
+
+def load_dataclass(cls: Any, path: str | Path, fmt: str) -> Any:
+    """Inverse of :func:`save_dataclass` for the dataclass ``cls``."""
+    tensors, header = load_payload(path, fmt)
+    kwargs = dict(header["fields"])
+    for name, keys in header["tensor_dicts"].items():
+        kwargs[name] = {k: tensors.pop(f"{name}/{k}") for k in keys}
+    kwargs.update(tensors)
+    return cls(**kwargs)

@@ -33,6 +33,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,6 +41,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from synergy_lens._binomial import wilson_interval
+from synergy_lens._io import load_dataclass, save_dataclass
 from synergy_lens.intervene.ablate import (
     AblationMode,
     ablate_heads,
@@ -190,6 +192,16 @@ class AccuracyResult:
         cols = ["condition", "n_seeds", "n", "n_correct", "accuracy", "ci_low", "ci_high", "seed_min", "seed_max"]
         return pd.DataFrame(rows, columns=cols)
 
+    def save(self, path: str | Path) -> None:
+        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
+        save_dataclass(self, path, "synergy_lens.AccuracyResult/1")
+
+    @classmethod
+    def load(cls, path: str | Path) -> AccuracyResult:
+        """Inverse of :meth:`save`."""
+        result: AccuracyResult = load_dataclass(cls, path, "synergy_lens.AccuracyResult/1")
+        return result
+
 
 def _condition(
     adapter: ModelAdapter, heads: list[tuple[int, int]], method: str, *, std: float, seed: int,
@@ -337,6 +349,16 @@ class LayerSkipResult:
             rows.append((layer, layer / max(1, n_layers - 1), float(self.divergence[i]), n, acc, lo, hi))
         cols = ["layer", "depth", "divergence", "n_tasks", "accuracy", "ci_low", "ci_high"]
         return pd.DataFrame(rows, columns=cols)
+
+    def save(self, path: str | Path) -> None:
+        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
+        save_dataclass(self, path, "synergy_lens.LayerSkipResult/1")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LayerSkipResult:
+        """Inverse of :meth:`save`."""
+        result: LayerSkipResult = load_dataclass(cls, path, "synergy_lens.LayerSkipResult/1")
+        return result
 
 
 def layer_skip_sweep(

@@ -63,6 +63,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,6 +72,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens._io import load_dataclass, save_dataclass
 from synergy_lens.models.adapter import ModelAdapter, adapt
 
 if TYPE_CHECKING:
@@ -175,6 +177,16 @@ class IGResult:
                 else:
                     rows.append((p, layer, -1, f"L{layer}", float(a[p, layer])))
         return pd.DataFrame(rows, columns=["prompt", "layer", "head", "label", "attribution"])
+
+    def save(self, path: str | Path) -> None:
+        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
+        save_dataclass(self, path, "synergy_lens.IGResult/1")
+
+    @classmethod
+    def load(cls, path: str | Path) -> IGResult:
+        """Inverse of :meth:`save`."""
+        result: IGResult = load_dataclass(cls, path, "synergy_lens.IGResult/1")
+        return result
 
 
 def _as_sequences(adapter: ModelAdapter, prompts: Any) -> list[list[int]]:

@@ -105,3 +105,24 @@ def test_layer_skip_sweep(tiny3, clean_run):
     assert only_div.correct.numel() == 0 and math.isnan(float(only_div.accuracy[0]))
     with pytest.raises(ValueError, match="out of range"):
         layer_skip_sweep(tiny3, clean_run, layers=[5], progress=False)
+
+
+def test_results_save_and_load(tiny3, clean_run, tmp_path):
+    import pandas as pd
+
+    from synergy_lens.intervene import AccuracyResult, LayerSkipResult
+
+    tasks = builtin_arithmetic(4)
+    res = accuracy_under_ablation(tiny3, torch.randn(3, 4), tasks, n_random=1, max_new_tokens=2, progress=False)
+    res.save(tmp_path / "acc.pt")
+    back = AccuracyResult.load(tmp_path / "acc.pt")
+    assert torch.equal(back.correct, res.correct) and back.completions == res.completions
+    assert back.conditions == res.conditions and back.heads == res.heads and back.meta == res.meta
+    pd.testing.assert_frame_equal(back.summary(), res.summary())
+    sweep = layer_skip_sweep(tiny3, clean_run, tasks, max_new_tokens=2, progress=False)
+    sweep.save(tmp_path / "skip.pt")
+    again = LayerSkipResult.load(tmp_path / "skip.pt")
+    assert torch.equal(again.divergence_per_prompt, sweep.divergence_per_prompt)
+    pd.testing.assert_frame_equal(again.to_dataframe(), sweep.to_dataframe())
+    with pytest.raises(ValueError, match="not 'synergy_lens.AccuracyResult/1'"):
+        AccuracyResult.load(tmp_path / "skip.pt")

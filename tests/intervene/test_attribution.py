@@ -41,6 +41,19 @@ def test_completeness(tiny3, point):
         assert_close(parts, ig.attributions, atol=1e-5, rtol=1e-5)
 
 
+def test_ig_result_save_and_load(tiny3, tmp_path):
+    from synergy_lens.intervene import IGResult
+
+    ig = integrated_gradients(tiny3, PROMPTS, TARGETS, point="writes", steps=8)
+    ig.save(tmp_path / "ig.pt")
+    back = IGResult.load(tmp_path / "ig.pt")
+    assert torch.equal(back.attributions, ig.attributions)
+    assert torch.equal(back.per_position.nan_to_num(7.0), ig.per_position.nan_to_num(7.0))
+    assert set(back.components) == {"attn_out", "mlp_out"}
+    assert torch.equal(back.components["mlp_out"], ig.components["mlp_out"])
+    assert (back.point, back.method, back.steps, back.meta) == (ig.point, ig.method, ig.steps, ig.meta)
+
+
 def test_error_shrinks_with_steps(tiny3):
     """Trapezoid error falls ~4x per doubling of steps (O(1/n^2)) once n >= 8; GL is far better."""
 
