@@ -25,7 +25,7 @@ def test_readme_examples_run(monkeypatch):
     assert len(blocks) >= 2, "the README lost its examples"
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(README), "exec"), namespace)
     assert namespace["activity"].values.shape[:2] == (60, 100)  # 60 prompts x 100 tokens
     assert isinstance(namespace["scores"].to_dataframe(), pd.DataFrame)
     logits = namespace["logits"]
