@@ -113,6 +113,9 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                    help="prompts generated and recorded together")
     g.add_argument("--chat-template", choices=("auto", "yes", "no"), default="auto",
                    help="wrap prompts in the tokenizer's chat template (auto: when it has one)")
+    g.add_argument("--full-length", action="store_true",
+                   help="keep generating past EOS so every series has exactly --max-new-tokens steps "
+                        "(default: a prompt's series ends at its EOS)")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="save the recording after every batch to FILE and resume from it if it exists")
     a = p.add_argument_group("analysis")
@@ -353,7 +356,7 @@ def _settings(args: argparse.Namespace, model: Any, n_prompts: int) -> dict[str,
     from synergy_lens.models import DEFAULT_MODEL, adapt
 
     adapter = adapt(model)
-    keys = ("backend", "prompts", "max_new_tokens", "batch_size", "chat_template", "tau", "redundancy",
+    keys = ("backend", "prompts", "max_new_tokens", "batch_size", "chat_template", "full_length", "tau", "redundancy",
             "aggregate", "score", "core_fraction", "n_boot", "density", "control", "seed")
     out = {"command": args.command, "model": args.model or DEFAULT_MODEL, "model_name": adapter.name,
            "n_prompts": n_prompts}
@@ -424,7 +427,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         model, prompts, settings=_settings(args, model, len(prompts)), stages=stages,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         chat_template={"auto": None, "yes": True, "no": False}[args.chat_template], checkpoint=args.checkpoint,
-        tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate, score=args.score,
+        stop_at_eos=not args.full_length, tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate, score=args.score,
         q=args.core_fraction, n_boot=args.n_boot, density=args.density, seed=args.seed,
         control=None if args.control == "none" else args.control,
         ablation=_ablation_settings(args, quick) | {"mode": args.ablation_mode} if do_ablation else None,

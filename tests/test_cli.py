@@ -30,7 +30,7 @@ def invoke(argv: list[str], capsys) -> tuple[int, str, str]:
 def tiny_run(tmp_path_factory) -> Path:
     """One `synergy-lens run` on the tiny model (shared by the tests below)."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["run", *FAST, "--out", str(out)]) == 0
+    assert main(["run", *FAST, "--full-length", "--out", str(out)]) == 0
     return out
 
 
@@ -118,6 +118,8 @@ def test_run_saves_files_that_load_back(tiny_run):
     assert expected <= {p.name for p in tiny_run.iterdir()}
     run = RunResults.load(tiny_run)
     assert run["activity"].n_prompts == 4 and run["activity"].n_steps == 12
+    assert run["activity"].settings["stop_at_eos"] is False  # --full-length reached the recorder
+    assert run["activity"].lengths.tolist() == [12] * 4
     assert run["phiid"].n_layers == 3 and run["phiid"].n_heads == 4
     assert run["scores"].score == "rank_gradient"
     assert len(run["core"]) == 3  # ceil(0.25 * 12)

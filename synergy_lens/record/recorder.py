@@ -74,6 +74,7 @@ def record_head_activity(
     chat_template: bool | None = None,
     do_sample: bool = False,
     seed: int = 0,
+    stop_at_eos: bool = True,
     checkpoint: str | Path | None = None,
     progress: bool = True,
 ) -> HeadActivity:
@@ -94,6 +95,10 @@ def record_head_activity(
             from ``(seed, b)``, so a run is reproducible (and resumable) for a given
             ``batch_size``.
         seed: the sampling seed.
+        stop_at_eos: end a prompt's series at its first EOS (the default: the model's own
+            answer). ``False`` keeps generating past EOS to exactly ``max_new_tokens``
+            steps for every prompt, so all series have the protocol's full length (what
+            comes after the EOS is the model continuing a finished turn).
         checkpoint: a file path; every finished batch is saved there atomically and a later
             call with the same arguments resumes from it (see
             :mod:`synergy_lens.record.checkpoint`). A finished run leaves the complete file.
@@ -101,8 +106,9 @@ def record_head_activity(
 
     Returns:
         :class:`HeadActivity` with ``values[p, t, layer, head]`` the signal at the step that
-        produced generated token ``t`` of prompt ``p``. Generation stops at EOS; the EOS step
-        counts (``lengths[p] == len(generated_ids[p])``) and later steps are NaN.
+        produced generated token ``t`` of prompt ``p``. With ``stop_at_eos`` generation stops
+        at EOS; the EOS step counts (``lengths[p] == len(generated_ids[p])``) and later steps
+        are NaN.
 
     Raises:
         TypeError: ``model`` is not a TransformerLens model, or a prompt is not a string.
@@ -137,6 +143,8 @@ def record_head_activity(
         "batch_size": int(batch_size),
         "prepend_bos": adapter.prepend_bos,
     }
+    if not stop_at_eos:  # only when set, so checkpoints of earlier versions still resume
+        settings["stop_at_eos"] = False
     state = RecordingState.empty(len(items), max_new_tokens, adapter.n_layers, adapter.n_heads)
     ckpt = None
     if checkpoint is not None:
@@ -166,6 +174,7 @@ def record_head_activity(
                     max_new_tokens=max_new_tokens,
                     do_sample=do_sample,
                     seed=_batch_seed(seed, b),
+                    stop_at_eos=stop_at_eos,
                 )
                 values = teacher_forced_signals(
                     adapter, batch_prompts, generated, signal_fn, n_steps=max_new_tokens

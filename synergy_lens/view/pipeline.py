@@ -37,6 +37,7 @@ def analyse(
     max_new_tokens: int = 100,
     batch_size: int = 8,
     chat_template: bool | None = None,
+    stop_at_eos: bool = True,
     checkpoint: str | None = None,
     tau: int = 1,
     redundancy: str = "MMI",
@@ -59,7 +60,7 @@ def analyse(
     Args:
         model: HookedTransformer, TransformerBridge or ``ModelAdapter``.
         prompts: texts or ``Prompt`` objects (e.g. ``default_prompts()``).
-        max_new_tokens, batch_size, chat_template, checkpoint: passed to
+        max_new_tokens, batch_size, chat_template, stop_at_eos, checkpoint: passed to
             ``record_head_activity``.
         tau, redundancy, aggregate: passed to ``decompose``.
         score: the score that defines the core and the main profile.
@@ -88,7 +89,8 @@ def analyse(
     adapter = adapt(model)
     run = RunResults(settings=dict(settings or {}))
     run.settings.setdefault("view_prompt", view_prompt)
-    rec_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "chat_template": chat_template}
+    rec_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
+                              "chat_template": chat_template, "stop_at_eos": stop_at_eos}
     dec_kw: dict[str, Any] = {"tau": tau, "redundancy": redundancy, "aggregate": aggregate}
 
     stages(f"recording {len(prompts)} prompts x {max_new_tokens} new tokens")

@@ -146,3 +146,16 @@ def test_chat_template_is_not_applied_without_one(tiny):
     assert act.settings["chat_template"] is False
     with pytest.raises(ValueError, match="no chat template"):
         _record(tiny, max_new_tokens=8, chat_template=True)
+
+
+def test_stop_at_eos_false_gives_full_length_series(backend):
+    model, stop, expected = _with_stop_token(backend, PROMPTS, 12)
+    stopped = _record(model, PROMPTS, max_new_tokens=12, batch_size=4)
+    full = _record(model, PROMPTS, max_new_tokens=12, batch_size=4, stop_at_eos=False)
+    assert full.lengths.tolist() == [12] * len(PROMPTS)
+    assert torch.isfinite(full.values).all()
+    assert stop in full.generated_ids[0][:-1]  # generation went on past the EOS
+    assert full.settings["stop_at_eos"] is False and "stop_at_eos" not in stopped.settings
+    for p, n in enumerate(expected):  # causal: the steps up to the EOS are the same
+        assert full.generated_ids[p][:n] == stopped.generated_ids[p]
+        torch.testing.assert_close(full.values[p, :n], stopped.values[p, :n], atol=ATOL, rtol=0)
