@@ -30,7 +30,14 @@ def slow_l2(z, *, adapter, layer):
 
 
 if __name__ == "__main__":
+    import signal
+
     import torch
+
+    # Python turns SIGINT into KeyboardInterrupt only if SIGINT was not ignored when it
+    # started, and a job started in the background by a non-interactive shell (as CI
+    # scripts do) inherits an ignored SIGINT. Install Python's handler, as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     torch.set_num_threads(1)  # no thread contention on a busy machine
     CHECKPOINT = Path(sys.argv[1])
