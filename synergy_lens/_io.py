@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar, Self
 
 __all__ = [
     "atomic_torch_save",
@@ -27,6 +27,7 @@ __all__ = [
     "load_payload",
     "save_dataclass",
     "save_payload",
+    "SavedFields",
 ]
 
 
@@ -127,3 +128,22 @@ def load_dataclass(cls: Any, path: str | Path, fmt: str) -> Any:
         kwargs[name] = {k: tensors.pop(f"{name}/{k}") for k in keys}
     kwargs.update(tensors)
     return cls(**kwargs)
+
+
+class SavedFields:
+    """Mixin for result dataclasses saved field by field (:func:`save_dataclass`).
+
+    A subclass sets ``FORMAT`` (``"synergy_lens.Name/1"``) and gets ``save``/``load``.
+    """
+
+    FORMAT: ClassVar[str]
+
+    def save(self, path: str | Path) -> None:
+        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
+        save_dataclass(self, path, self.FORMAT)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Inverse of :meth:`save`."""
+        result: Self = load_dataclass(cls, path, cls.FORMAT)
+        return result

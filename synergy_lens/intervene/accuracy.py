@@ -33,15 +33,14 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from synergy_lens._binomial import wilson_interval
-from synergy_lens._io import load_dataclass, save_dataclass
+from synergy_lens._io import SavedFields
 from synergy_lens.intervene.ablate import (
     AblationMode,
     ablate_heads,
@@ -142,7 +141,7 @@ def _prompt_ids(adapter: ModelAdapter, tasks: Sequence[Any], chat_template: bool
 
 
 @dataclass
-class AccuracyResult:
+class AccuracyResult(SavedFields):
     """Task accuracy per ablation condition.
 
     Attributes:
@@ -155,6 +154,8 @@ class AccuracyResult:
         answers: the reference answers.
         meta: method, std, fraction, confidence, model name.
     """
+
+    FORMAT: ClassVar[str] = "synergy_lens.AccuracyResult/1"
 
     conditions: list[str]
     seeds: list[int]
@@ -191,16 +192,6 @@ class AccuracyResult:
             rows.append((name, len(idx), n, k, k / n, lo, hi, float(per_seed.min()), float(per_seed.max())))
         cols = ["condition", "n_seeds", "n", "n_correct", "accuracy", "ci_low", "ci_high", "seed_min", "seed_max"]
         return pd.DataFrame(rows, columns=cols)
-
-    def save(self, path: str | Path) -> None:
-        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
-        save_dataclass(self, path, "synergy_lens.AccuracyResult/1")
-
-    @classmethod
-    def load(cls, path: str | Path) -> AccuracyResult:
-        """Inverse of :meth:`save`."""
-        result: AccuracyResult = load_dataclass(cls, path, "synergy_lens.AccuracyResult/1")
-        return result
 
 
 def _condition(
@@ -305,7 +296,7 @@ def accuracy_under_ablation(
 
 
 @dataclass
-class LayerSkipResult:
+class LayerSkipResult(SavedFields):
     """Every layer skipped in turn: behaviour divergence and task accuracy per layer.
 
     Attributes:
@@ -316,6 +307,8 @@ class LayerSkipResult:
         clean_correct: ``[task]`` without skipping.
         meta: confidence, model name, settings.
     """
+
+    FORMAT: ClassVar[str] = "synergy_lens.LayerSkipResult/1"
 
     layers: Int[Tensor, " layer"]
     divergence: Float[Tensor, " layer"]
@@ -349,16 +342,6 @@ class LayerSkipResult:
             rows.append((layer, layer / max(1, n_layers - 1), float(self.divergence[i]), n, acc, lo, hi))
         cols = ["layer", "depth", "divergence", "n_tasks", "accuracy", "ci_low", "ci_high"]
         return pd.DataFrame(rows, columns=cols)
-
-    def save(self, path: str | Path) -> None:
-        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
-        save_dataclass(self, path, "synergy_lens.LayerSkipResult/1")
-
-    @classmethod
-    def load(cls, path: str | Path) -> LayerSkipResult:
-        """Inverse of :meth:`save`."""
-        result: LayerSkipResult = load_dataclass(cls, path, "synergy_lens.LayerSkipResult/1")
-        return result
 
 
 def layer_skip_sweep(

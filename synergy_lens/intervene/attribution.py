@@ -63,8 +63,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -72,7 +71,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens._io import load_dataclass, save_dataclass
+from synergy_lens._io import SavedFields
 from synergy_lens.models.adapter import ModelAdapter, adapt
 
 if TYPE_CHECKING:
@@ -124,7 +123,7 @@ def quadrature(method: str, steps: int) -> tuple[Tensor, Tensor]:
 
 
 @dataclass
-class IGResult:
+class IGResult(SavedFields):
     """Integrated-gradients attributions, per prompt.
 
     Attributions are in the units of f (nats of log-probability by default).
@@ -140,6 +139,8 @@ class IGResult:
             ``[prompt, run]``.
         point, method, steps: the settings; meta: the rest (targets, model name).
     """
+
+    FORMAT: ClassVar[str] = "synergy_lens.IGResult/1"
 
     attributions: Float[Tensor, "prompt layer *head"]
     per_position: Float[Tensor, "prompt layer *head pos"]
@@ -177,16 +178,6 @@ class IGResult:
                 else:
                     rows.append((p, layer, -1, f"L{layer}", float(a[p, layer])))
         return pd.DataFrame(rows, columns=["prompt", "layer", "head", "label", "attribution"])
-
-    def save(self, path: str | Path) -> None:
-        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
-        save_dataclass(self, path, "synergy_lens.IGResult/1")
-
-    @classmethod
-    def load(cls, path: str | Path) -> IGResult:
-        """Inverse of :meth:`save`."""
-        result: IGResult = load_dataclass(cls, path, "synergy_lens.IGResult/1")
-        return result
 
 
 def _as_sequences(adapter: ModelAdapter, prompts: Any) -> list[list[int]]:
