@@ -14,6 +14,7 @@ from synergy_lens.record.activity import HeadActivity
 from synergy_lens.record.prompts import CATEGORIES, Category, Prompt, default_prompts, load_prompts
 from synergy_lens.record.recorder import (
     MIN_NEW_TOKENS,
+    GenerationRecorder,
     batch_plan,
     record_head_activity,
     teacher_forced_signals,
@@ -23,6 +24,7 @@ from synergy_lens.record.signals import SIGNALS, SignalFn, layer_weight, registe
 __all__ = [
     "CATEGORIES",
     "Category",
+    "GenerationRecorder",
     "HeadActivity",
     "MIN_NEW_TOKENS",
     "Prompt",

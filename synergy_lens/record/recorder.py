@@ -7,17 +7,20 @@ head: the L2 norm of the head's output before W_O (``blocks.{L}.attn.hook_z``) a
 generated token (Urbina-Rodriguez et al., arXiv 2601.06851; "Protocol of (B)" and
 "Recording during generation" in ``science.md``).
 
-How, per batch of prompts:
+How, per batch of prompts: generate greedily (or sample, seeded) with the KV cache, prompts
+left-padded (:meth:`ModelAdapter.generate`), with a hook on every layer's ``hook_z``
+(:class:`GenerationRecorder`). Each forward call of cached generation (the prefill, then
+one per new token) ends at the position whose output is the next token; the hook reduces
+that position to the per-head signal on the spot and keeps ``[batch, head]``, so no
+activation cache is ever held and no second pass is needed.
 
-1. Generate greedily (or sample, seeded) with the KV cache, prompts left-padded
-   (:meth:`ModelAdapter.generate`).
-2. Run one teacher-forced forward pass over each finished sequence, right-padded, with a
-   hook on every layer's ``hook_z``. Because attention is causal, position
-   ``len(prompt) - 1 + t`` of this pass computes exactly what a hook sees at generation step
-   ``t``. The hook gathers the generated positions, reduces them to the per-head signal on
-   the spot and writes ``[batch, time, head]`` into a preallocated buffer; no activation
-   cache is ever kept. The pass stops right after the last layer's ``hook_z`` (the rest of
-   the network and the unembedding are not needed).
+``science.md`` describes the alternative, one teacher-forced pass over each finished
+sequence (:func:`teacher_forced_signals`): because attention is causal, position
+``len(prompt) - 1 + t`` of that pass computes what the hook sees at step ``t``. The two agree
+to float rounding (tested). The pass costs about one more forward over every token (2-12%
+of generation time on a 2-core CPU, ``benchmarks/bench_record.py``), the hooks well under
+that, so recording happens during generation; the pass stays available for re-recording a
+given continuation.
 
 Batches are formed from prompts of similar token length (longest first), so little work is
 spent on padding; results do not depend on the batching (tested), except that with
@@ -53,7 +56,13 @@ from synergy_lens.record.checkpoint import Checkpoint, RecordingState, fingerpri
 from synergy_lens.record.prompts import Prompt, as_prompts
 from synergy_lens.record.signals import get_signal, weight_cache
 
-__all__ = ["MIN_NEW_TOKENS", "record_head_activity", "teacher_forced_signals", "batch_plan"]
+__all__ = [
+    "MIN_NEW_TOKENS",
+    "GenerationRecorder",
+    "batch_plan",
+    "record_head_activity",
+    "teacher_forced_signals",
+]
 
 MIN_NEW_TOKENS = 8
 """Fewest new tokens a recording may ask for: PhiID at lag 1 estimates a 4x4 covariance
@@ -169,16 +178,16 @@ def record_head_activity(
                     continue
                 start = time.perf_counter()
                 batch_prompts = [prompt_ids[i] for i in indices]
-                generated = adapter.generate(
-                    batch_prompts,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=do_sample,
-                    seed=_batch_seed(seed, b),
-                    stop_at_eos=stop_at_eos,
-                )
-                values = teacher_forced_signals(
-                    adapter, batch_prompts, generated, signal_fn, n_steps=max_new_tokens
-                )
+                recorder = GenerationRecorder(adapter, signal_fn)
+                with adapter.hooks(recorder.hooks()):
+                    generated = adapter.generate(
+                        batch_prompts,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=do_sample,
+                        seed=_batch_seed(seed, b),
+                        stop_at_eos=stop_at_eos,
+                    )
+                values = recorder.values(generated, n_steps=max_new_tokens)
                 state.put(indices, values, generated)
                 if ckpt is not None:
                     ckpt.save(state)
@@ -244,6 +253,67 @@ def _open_checkpoint(
     }
     model = {"name": adapter.name, "config": model_config, "weights": weights_digest(adapter.model)}
     return Checkpoint(path, fingerprint(prompts=prompts, model=model, settings=settings))
+
+
+class GenerationRecorder:
+    """Hooks that reduce ``hook_z`` to the signal at each forward call of cached generation.
+
+    With a KV cache every forward call of :meth:`ModelAdapter.generate` (the prefill, then
+    one call per new token) ends with the position whose output is the next token, so the
+    last position of each call's ``hook_z`` is the head activity at the step that produced
+    generated token ``t`` (call ``t``). Prompts are left-padded, so that position is real
+    for every row. Only ``[batch, head]`` per layer and step is kept.
+
+    Usage::
+
+        rec = GenerationRecorder(adapter, signal_fn)
+        with adapter.hooks(rec.hooks()):
+            generated = adapter.generate(prompts, max_new_tokens=n)
+        values = rec.values(generated, n_steps=n)  # [batch, time, layer, head], float32 CPU
+    """
+
+    def __init__(self, adapter: ModelAdapter, signal_fn: Callable[..., Tensor]) -> None:
+        self.adapter = adapter
+        self.signal_fn = signal_fn
+        self._layers: dict[int, Tensor] = {}
+        self._steps: list[Tensor] = []
+
+    def hooks(self) -> list[H.FwdHook]:
+        return [(H.hook_z(layer), functools.partial(self._reduce, layer=layer)) for layer in range(self.adapter.n_layers)]
+
+    def _reduce(self, z: Tensor, *, hook: Any, layer: int) -> None:
+        n_heads = self.adapter.n_heads
+        value = self.signal_fn(z[:, -1:], adapter=self.adapter, layer=layer)
+        if tuple(value.shape) != (z.shape[0], 1, n_heads):
+            raise ValueError(
+                f"signal returned shape {tuple(value.shape)} for z of shape "
+                f"{(z.shape[0], 1, *z.shape[2:])}: a signal must map [batch, pos, head, d_head] to "
+                "[batch, pos, head]"
+            )
+        self._layers[layer] = value[:, 0].float()
+        if layer == self.adapter.n_layers - 1:
+            missing = sorted(set(range(self.adapter.n_layers)) - set(self._layers))
+            if missing:
+                raise RuntimeError(f"hook_z of layers {missing} did not run in a generation step")
+            self._steps.append(torch.stack([self._layers[k] for k in range(layer + 1)], dim=1))
+            self._layers.clear()
+
+    def values(
+        self, generated_ids: Sequence[Sequence[int]], *, n_steps: int
+    ) -> Float[Tensor, "batch time layer head"]:
+        """The recorded steps as ``[batch, n_steps, layer, head]``, NaN past each row's length."""
+        lengths = [len(g) for g in generated_ids]
+        if len(self._steps) < max(lengths):
+            raise RuntimeError(
+                f"recorded {len(self._steps)} generation steps for continuations of up to "
+                f"{max(lengths)} tokens: was generate() run inside the recorder's hooks?"
+            )
+        out = torch.full((len(lengths), n_steps, self.adapter.n_layers, self.adapter.n_heads), float("nan"))
+        steps = torch.stack(self._steps[:n_steps], dim=1).cpu()  # [batch, time, layer, head]
+        for i, n in enumerate(lengths):
+            out[i, :n] = steps[i, :n]
+        self._steps.clear()
+        return out
 
 
 def teacher_forced_signals(

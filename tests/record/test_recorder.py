@@ -159,3 +159,17 @@ def test_stop_at_eos_false_gives_full_length_series(backend):
     for p, n in enumerate(expected):  # causal: the steps up to the EOS are the same
         assert full.generated_ids[p][:n] == stopped.generated_ids[p]
         torch.testing.assert_close(full.values[p, :n], stopped.values[p, :n], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("signal", ["l2", "l2_out"])
+def test_recording_during_generation_equals_a_teacher_forced_pass(tiny, signal):
+    """science.md: hooks inside cached generation and one teacher-forced pass over the finished
+    sequences give the same per-token head signals (attention is causal)."""
+    from synergy_lens.record import teacher_forced_signals
+    from synergy_lens.record.signals import SIGNALS
+
+    act = _record(tiny, PROMPTS, max_new_tokens=10, batch_size=3, signal=signal)
+    a = adapt(tiny)
+    tf = teacher_forced_signals(a, act.prompt_ids, act.generated_ids, SIGNALS[signal], n_steps=10)
+    torch.testing.assert_close(act.values, tf, atol=ATOL, rtol=0, equal_nan=True)
+    assert torch.isfinite(act.values).all()
