@@ -1,10 +1,8 @@
-"""Save/load for analysis results (the shared format of :mod:`synergy_lens._io`), and unit labels."""
+"""Unit labels shared by the analysis results (files are written by :mod:`synergy_lens._io`)."""
 
 from __future__ import annotations
 
-from synergy_lens._io import load_payload, save_payload
-
-__all__ = ["load_payload", "save_payload", "unit_labels"]
+__all__ = ["unit_labels"]
 
 
 def unit_labels(n_layers: int, n_heads: int) -> list[str]:

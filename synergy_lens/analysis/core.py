@@ -41,7 +41,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens.analysis._io import load_payload, save_payload
+from synergy_lens._io import load_payload, save_payload
 from synergy_lens.analysis.scores import HeadScores, synergy_scores
 
 if TYPE_CHECKING:

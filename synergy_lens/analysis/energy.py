@@ -37,7 +37,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens.analysis._io import load_payload, save_payload
+from synergy_lens._io import load_payload, save_payload
 
 if TYPE_CHECKING:
     import pandas as pd

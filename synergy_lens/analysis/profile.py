@@ -46,7 +46,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens.analysis._io import load_payload, save_payload
+from synergy_lens._io import load_payload, save_payload
 from synergy_lens.analysis.scores import HeadScores, ScoreFn, get_score, synergy_scores
 from synergy_lens.dynamics.order import inverted_u_index
 

@@ -56,7 +56,7 @@ from jaxtyping import Float
 from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
-from synergy_lens.analysis._io import load_payload, save_payload
+from synergy_lens._io import load_payload, save_payload
 
 if TYPE_CHECKING:
     import pandas as pd

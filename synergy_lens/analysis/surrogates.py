@@ -66,7 +66,8 @@ from scipy.stats import norm
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from synergy_lens.analysis._io import load_payload, save_payload, unit_labels
+from synergy_lens._io import load_payload, save_payload
+from synergy_lens.analysis._io import unit_labels
 from synergy_lens.analysis.scores import get_score, symmetrize
 from synergy_lens.phiid import all_pairs, atom_index
 

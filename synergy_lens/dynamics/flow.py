@@ -175,7 +175,7 @@ class ResidualFlow:
 
     def save(self, path: str | Path) -> None:
         """``torch.save`` of plain tensors and a JSON header; :meth:`load` round-trips."""
-        from synergy_lens.analysis._io import save_payload
+        from synergy_lens._io import save_payload
 
         tensors: dict[str, Tensor | None] = {"per_prompt": self.per_prompt, "counts": self.counts, "n_undefined": self.n_undefined}
         header = {"metrics": self.metrics, "positions": self.positions, "meta": self.meta}
@@ -183,7 +183,7 @@ class ResidualFlow:
 
     @classmethod
     def load(cls, path: str | Path) -> ResidualFlow:
-        from synergy_lens.analysis._io import load_payload
+        from synergy_lens._io import load_payload
 
         tensors, header = load_payload(path, _FORMAT)
         return cls(**tensors, **header)

@@ -170,7 +170,7 @@ class DifficultyStudy:
     # ----------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> None:
         """``path/study.pt`` (tensors + JSON header; loads back) and CSV tables for reading."""
-        from synergy_lens.analysis._io import save_payload
+        from synergy_lens._io import save_payload
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ class DifficultyStudy:
     @classmethod
     def load(cls, path: str | Path) -> DifficultyStudy:
         """Read a folder written by :meth:`save`."""
-        from synergy_lens.analysis._io import load_payload
+        from synergy_lens._io import load_payload
 
         file = Path(path) / "study.pt" if Path(path).is_dir() else Path(path)
         if not file.is_file():

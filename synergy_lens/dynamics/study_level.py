@@ -143,7 +143,7 @@ class LevelSummary:
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
-        from synergy_lens.analysis._io import save_payload
+        from synergy_lens._io import save_payload
 
         tensors: dict[str, Tensor | None] = {"scores": self.scores, "embedding": self.embedding}
         tensors.update({f"boot/{k}": v for k, v in self.boot.items()})
@@ -156,7 +156,7 @@ class LevelSummary:
 
     @classmethod
     def load(cls, path: str | Path) -> LevelSummary:
-        from synergy_lens.analysis._io import load_payload
+        from synergy_lens._io import load_payload
 
         tensors, h = load_payload(path, _FORMAT)
         return cls(level=h["level"], accuracy=pd.DataFrame(h["accuracy"]), order=h["order"],

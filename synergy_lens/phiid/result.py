@@ -18,7 +18,6 @@ mean, not its own).
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from synergy_lens._io import atomic_torch_save
+from synergy_lens._io import load_payload, save_payload
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
@@ -154,7 +153,6 @@ class PhiIDResult:
     def save(self, path: str | Path) -> None:
         """``torch.save`` of a plain dict of tensors and a JSON string (never a pickle of self)."""
         header = {
-            "format": _FORMAT,
             "atoms_order": list(ATOMS),
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
@@ -164,20 +162,13 @@ class PhiIDResult:
             "aggregate": self.aggregate,
             "meta": self.meta,
         }
-        payload: dict[str, Any] = {"atoms": self.atoms.detach().cpu(), "header": json.dumps(header)}
-        for name in ("per_prompt_sts", "per_prompt_rtr"):
-            value = getattr(self, name)
-            if value is not None:
-                payload[name] = value.detach().cpu()
-        atomic_torch_save(payload, path)
+        tensors = {"atoms": self.atoms, "per_prompt_sts": self.per_prompt_sts, "per_prompt_rtr": self.per_prompt_rtr}
+        save_payload(path, _FORMAT, tensors, header)
 
     @classmethod
     def load(cls, path: str | Path) -> PhiIDResult:
         """Inverse of :meth:`save` (``weights_only`` loading: no code runs)."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        header = json.loads(payload["header"])
-        if header.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a saved PhiIDResult (format {header.get('format')!r})")
+        payload, header = load_payload(path, _FORMAT)
         if tuple(header["atoms_order"]) != ATOMS:
             raise ValueError(f"{path} stores atoms in another order: {header['atoms_order']}")
         return cls(

@@ -49,7 +49,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens._io import atomic_torch_save
+from synergy_lens._io import load_payload, save_payload
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -201,16 +201,12 @@ class HeadAttention:
 
     def save(self, path: str | Path) -> None:
         """``torch.save`` of a tensor and a JSON header (reload with :meth:`load`)."""
-        header = {"format": "synergy_lens.HeadAttention/1", "tokens": self.tokens, "labels": self.labels,
-                  "meta": self.meta}
-        atomic_torch_save({"patterns": self.patterns.detach().cpu(), "header": json.dumps(header)}, path)
+        header = {"tokens": self.tokens, "labels": self.labels, "meta": self.meta}
+        save_payload(path, "synergy_lens.HeadAttention/1", {"patterns": self.patterns}, header)
 
     @classmethod
     def load(cls, path: str | Path) -> HeadAttention:
-        data = torch.load(Path(path), map_location="cpu", weights_only=True)
-        header = json.loads(data["header"])
-        if header.get("format") != "synergy_lens.HeadAttention/1":
-            raise ValueError(f"{path} is not a saved HeadAttention")
+        data, header = load_payload(path, "synergy_lens.HeadAttention/1")
         return cls(tokens=header["tokens"], patterns=data["patterns"], labels=header["labels"], meta=header["meta"])
 
 
