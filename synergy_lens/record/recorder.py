@@ -52,12 +52,14 @@ from tqdm.auto import tqdm
 from synergy_lens import hooks as H
 from synergy_lens.models.adapter import ModelAdapter, adapt
 from synergy_lens.record.activity import HeadActivity
+from synergy_lens.record.degenerate import DegenerateRecordingError, check_not_degenerate
 from synergy_lens.record.checkpoint import Checkpoint, RecordingState, fingerprint, weights_digest
 from synergy_lens.record.prompts import Prompt, as_prompts
 from synergy_lens.record.signals import get_signal, weight_cache
 
 __all__ = [
     "MIN_NEW_TOKENS",
+    "DegenerateRecordingError",
     "GenerationRecorder",
     "batch_plan",
     "record_head_activity",
@@ -209,7 +211,7 @@ def record_head_activity(
 
     tok = adapter.tokenizer
     generated_ids = [list(g or []) for g in state.generated_ids]
-    return HeadActivity(
+    activity = HeadActivity(
         values=state.values,
         lengths=torch.tensor([len(g) for g in generated_ids], dtype=torch.long),
         prompts=[p.text for p in items],
@@ -222,6 +224,8 @@ def record_head_activity(
         settings=settings,
         prompt_texts=[tok.decode(ids) for ids in prompt_ids],
     )
+    check_not_degenerate(activity)
+    return activity
 
 
 def _model_config(adapter: ModelAdapter) -> dict[str, Any]:
@@ -279,6 +283,8 @@ class GenerationRecorder:
         self._steps: list[Tensor] = []
 
     def hooks(self) -> list[H.FwdHook]:
+        # before any hook is attached: the check's own forward passes must not be recorded
+        self.adapter.check_cached_decoding()
         return [(H.hook_z(layer), functools.partial(self._reduce, layer=layer)) for layer in range(self.adapter.n_layers)]
 
     def _reduce(self, z: Tensor, *, hook: Any, layer: int) -> None:

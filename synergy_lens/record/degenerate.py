@@ -1,0 +1,82 @@
+"""Stop a recording in which no unit varies: the sign of broken generation, not of a model.
+
+PhiID at lag 1 estimates the covariance of ``(x_t, y_t, x_{t+1}, y_{t+1})`` per prompt.
+A unit whose past (``x[:-1]``) or future (``x[1:]``) is constant, or that has fewer lag
+pairs than the estimator needs, gives NaN for every pair it is in. One such unit is
+ordinary (a head that never fires); *every* unit in *every* prompt being so means the
+model's generation is broken: a KV cache that is ignored makes each decoding step attend
+to itself alone, so the same token and the same head outputs repeat after the first step
+("The-------"). Without this check such a run fails three stages later with a message
+about selected heads that says nothing of the cause.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from synergy_lens.record.activity import HeadActivity
+
+__all__ = ["MIN_LAG_PAIRS", "DegenerateRecordingError", "check_not_degenerate", "degenerate_mask"]
+
+MIN_LAG_PAIRS = 5
+"""Fewest lag pairs per prompt for which a lag-1 Gaussian PhiID estimate is non-singular."""
+
+_ULPS = 8.0
+"""A series is constant when its spread is within this many float32 ulps of its size."""
+
+
+class DegenerateRecordingError(RuntimeError):
+    """Every unit of a recording is constant or too short in every prompt.
+
+    The finished recording is kept on the exception as ``err.activity`` (inspect its
+    ``completions``; ``err.activity.save(path)`` keeps it).
+    """
+
+    def __init__(self, message: str, activity: HeadActivity) -> None:
+        super().__init__(message)
+        self.activity = activity
+
+
+def degenerate_mask(activity: HeadActivity) -> torch.Tensor:
+    """``[prompt, unit]`` bool: the unit's series in that prompt cannot enter lag-1 PhiID."""
+    x = activity.unit_series().double()  # [prompt, unit, time], NaN past each length
+    finite = torch.isfinite(x)
+    n_valid = finite.sum(-1)
+    past, future = x[..., :-1], x[..., 1:]
+    mask_p, mask_f = finite[..., :-1] & finite[..., 1:], finite[..., 1:] & finite[..., :-1]
+    return (
+        (n_valid - 1 < MIN_LAG_PAIRS)
+        | _constant(past, mask_p)
+        | _constant(future, mask_f)
+    )
+
+
+def _constant(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    big = torch.finfo(torch.float64).max
+    hi = torch.where(valid, x, -big).amax(-1)
+    lo = torch.where(valid, x, big).amin(-1)
+    size = torch.maximum(hi.abs(), lo.abs())
+    return (hi - lo) <= _ULPS * torch.finfo(torch.float32).eps * size
+
+
+def check_not_degenerate(activity: HeadActivity) -> None:
+    """Raise :class:`DegenerateRecordingError` when every unit is degenerate in every prompt."""
+    if activity.n_prompts == 0 or not bool(degenerate_mask(activity).all()):
+        return
+    from synergy_lens.models.selfcheck import installed_versions
+
+    shown = "; ".join(repr(c[:60]) for c in activity.completions[:2])
+    versions = ", ".join(f"{k} {v}" for k, v in installed_versions().items())
+    raise DegenerateRecordingError(
+        f"every one of the {activity.n_units} units is constant (or has fewer than "
+        f"{MIN_LAG_PAIRS} lag pairs) in every one of the {activity.n_prompts} prompts, so "
+        "PhiID would be NaN for every pair. This points at generation, not at the model's "
+        f"heads: the completions begin {shown}. Usual causes: a broken KV cache in the "
+        f"installed packages ({versions}; `make env` installs the tested lock), a hook that "
+        "overwrites hook_z, or max_new_tokens too small. The recording is kept as "
+        "err.activity.",
+        activity,
+    )
