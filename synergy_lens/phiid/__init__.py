@@ -11,11 +11,15 @@ Urbina-Rodriguez et al., arXiv 2601.06851).
 - :class:`PhiIDStats`: mergeable sufficient statistics (means and lagged co-moments);
   :func:`all_pairs_from_stats` decomposes merged statistics without the raw series.
 - :func:`decompose` / :class:`PhiIDResult`: a ``HeadActivity`` in, labelled atoms out.
+- :func:`pair_summaries` / :class:`PairSummaries`: the streaming engine for many units:
+  per-unit means of every atom and the top-k pairs, never ``[16, unit, unit]``
+  (``decompose`` switches to it above :data:`STREAM_ABOVE_UNITS` units).
 - :func:`register_redundancy`: plug in another redundancy function.
 
 Layout: ``atoms`` (lattice), ``redundancy`` (registry), ``stats``, ``gaussian`` (pure
 closed-form kernels), ``local`` (per-sample kernels, CCS), ``estimate`` (user functions,
-input checks), ``result`` (result object, decompose).
+input checks), ``result`` (result object, decompose), ``stream`` (streaming engine) and
+``summaries`` (its result object).
 """
 
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
@@ -27,13 +31,17 @@ from synergy_lens.phiid.redundancy import (
     register_redundancy,
     registered_redundancies,
 )
-from synergy_lens.phiid.result import Aggregate, PhiIDResult, decompose
+from synergy_lens.phiid.result import STREAM_ABOVE_UNITS, Aggregate, PhiIDResult, decompose
 from synergy_lens.phiid.stats import PhiIDStats
+from synergy_lens.phiid.stream import pair_summaries
+from synergy_lens.phiid.summaries import PairSummaries
 
 __all__ = [
     "ATOMS",
     "MIRROR",
+    "STREAM_ABOVE_UNITS",
     "Aggregate",
+    "PairSummaries",
     "PhiIDResult",
     "PhiIDStats",
     "RedundancyFunction",
@@ -45,6 +53,7 @@ __all__ = [
     "decompose",
     "get_redundancy",
     "pair",
+    "pair_summaries",
     "register_redundancy",
     "registered_redundancies",
 ]

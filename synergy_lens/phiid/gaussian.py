@@ -54,6 +54,7 @@ __all__ = [
     "SINGULAR_TOL",
     "all_pairs_closed_form",
     "atoms_buffer",
+    "closed_form_block",
     "default_chunk_pairs",
     "pair_mutual_informations",
 ]
@@ -118,6 +119,41 @@ def pair_mutual_informations(
     return mis, det4
 
 
+def closed_form_block(
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    e: Tensor,
+    f: Tensor,
+    redundancy: RedundancyFunction,
+    mobius: Tensor,
+) -> tuple[Float[Tensor, "atom *shape"], Bool[Tensor, "*shape"]]:
+    """Average atoms of a block of pairs from their six correlations (the shared kernel).
+
+    The one place where the closed form is evaluated: :func:`all_pairs_closed_form` calls
+    it on row blocks of the ``[unit, unit]`` correlation matrices, the streaming engine
+    (:mod:`synergy_lens.phiid.stream`) on correlation blocks it computes on the fly.
+
+    Args:
+        a, b, c, d, e, f: the six correlations of each pair (see the module docstring),
+            broadcasting to a common ``shape`` (e.g. ``[rows, cols]``).
+        redundancy: a redundancy function with a closed form.
+        mobius: :func:`~synergy_lens.phiid.atoms.mobius_matrix` as float64 on the device.
+
+    Returns:
+        ``(block, bad)``: float64 ``[16, *shape]`` atoms (x = the row unit, y = the column
+        unit), NaN where ``bad``; bool ``[*shape]``, True where the 4 x 4 determinant is
+        at most :data:`SINGULAR_TOL` or NaN (a constant unit or a collinear pair).
+    """
+    mis, det4 = pair_mutual_informations(a, b, c, d, e, f)
+    known = known_quantities(mis, redundancy, local=False)  # [16, *shape]
+    block = (mobius @ known.reshape(len(ATOMS), -1)).reshape(known.shape)
+    bad = ~(det4 > SINGULAR_TOL)  # NaN-safe: NaN correlations count as degenerate
+    block.masked_fill_(bad, math.nan)
+    return block, bad
+
+
 def _chunks(n_units: int, chunk_pairs: int) -> list[tuple[int, int]]:
     """Row blocks [r0, r1) of the upper block triangle, each about ``chunk_pairs`` pairs."""
     out, r0 = [], 0
@@ -174,18 +210,16 @@ def all_pairs_closed_form(
     degenerate = torch.zeros((u, u), dtype=torch.bool, device=device)
     chunk = chunk_pairs if chunk_pairs is not None else default_chunk_pairs(device)
     for r0, r1 in _chunks(u, chunk):
-        mis, det4 = pair_mutual_informations(
+        block, bad = closed_form_block(
             r_pp[r0:r1, r0:],
             auto[r0:r1, None],
             r_pf[r0:r1, r0:],
             r_fp[r0:r1, r0:],
             auto[None, r0:],
             r_ff[r0:r1, r0:],
+            redundancy,
+            mobius,
         )
-        known = known_quantities(mis, redundancy, local=False)  # [16, rows, cols]
-        block = (mobius @ known.reshape(len(ATOMS), -1)).reshape(known.shape)
-        bad = ~(det4 > SINGULAR_TOL)  # NaN-safe: NaN correlations count as degenerate
-        block.masked_fill_(bad, math.nan)
         atoms[:, r0:r1, r0:] = block
         for k, m in enumerate(MIRROR):  # (i, j) -> (j, i) with x and y swapped
             atoms[m, r0:, r0:r1] = block[k].mT

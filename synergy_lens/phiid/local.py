@@ -36,6 +36,7 @@ __all__ = [
     "all_pairs_local",
     "corr4",
     "local_atoms",
+    "local_block",
     "local_mutual_informations",
     "pair_correlation_matrices",
     "standardize_windows",
@@ -133,6 +134,38 @@ def pair_correlation_matrices(
     return corr4(r_pp[i, j], r_pf[i, i], r_pf[i, j], r_pf[j, i], r_pf[j, j], r_ff[i, j])
 
 
+def local_block(
+    corr: Float[Tensor, "pair 4 4"],
+    v: Float[Tensor, "pair 4 n"],
+    redundancy: RedundancyFunction,
+    mobius: Tensor,
+    eye: Tensor,
+) -> tuple[Float[Tensor, "atom pair"], Bool[Tensor, " pair"]]:
+    """Average atoms of a list of pairs from local values (the shared local kernel).
+
+    Used by :func:`all_pairs_local` and by the streaming engine
+    (:mod:`synergy_lens.phiid.stream`).
+
+    Args:
+        corr: each pair's 4 x 4 correlation matrix (variable order above), possibly
+            singular or NaN.
+        v: the pair's standardised samples (:func:`standardize_windows`), ``[pair, 4, n]``.
+        redundancy: the redundancy function (its ``local_*`` callables are used).
+        mobius: :func:`~synergy_lens.phiid.atoms.mobius_matrix` as float64 on the device.
+        eye: a float64 4 x 4 identity on the device (stands in for degenerate pairs).
+
+    Returns:
+        ``(block, ok)``: float64 ``[16, pair]`` (NaN where not ``ok``) and bool ``[pair]``,
+        False where the determinant is at most ``SINGULAR_TOL`` or NaN.
+    """
+    ok = torch.linalg.det(corr) > SINGULAR_TOL  # NaN correlations fail this too
+    corr = torch.where(ok[:, None, None], corr, eye)
+    mis = local_mutual_informations(v, corr)
+    known = known_quantities(mis, redundancy, local=True).mean(-1)  # [16, pair]
+    block = (mobius @ known).masked_fill_(~ok, math.nan)
+    return block, ok
+
+
 def all_pairs_local(
     past: Float[Tensor, "unit n"],
     future: Float[Tensor, "unit n"],
@@ -170,12 +203,8 @@ def all_pairs_local(
     for s in range(0, ii.numel(), step):
         i, j = ii[s : s + step], jj[s : s + step]
         corr = pair_correlation_matrices(r_pp, r_ff, r_pf, i, j)
-        ok = torch.linalg.det(corr) > SINGULAR_TOL  # NaN correlations fail this too
-        corr = torch.where(ok[:, None, None], corr, eye)
         v = torch.stack([zp[i], zp[j], zf[i], zf[j]], 1)  # [pair, 4, n]
-        mis = local_mutual_informations(v, corr)
-        known = known_quantities(mis, redundancy, local=True).mean(-1)  # [16, pair]
-        block = (mobius @ known).masked_fill_(~ok, math.nan)
+        block, ok = local_block(corr, v, redundancy, mobius, eye)
         atoms[:, i, j] = block
         atoms[:, j, i] = block[mirror]
         degenerate[i, j] = ~ok

@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
@@ -41,16 +42,22 @@ from synergy_lens.phiid.estimate import (
 )
 from synergy_lens.phiid.redundancy import RedundancyFunction, get_redundancy
 from synergy_lens.phiid.stats import PhiIDStats
+from synergy_lens.phiid.summaries import PairSummaries
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Aggregate", "HeadActivityLike", "PhiIDResult", "decompose"]
+__all__ = ["STREAM_ABOVE_UNITS", "Aggregate", "HeadActivityLike", "PhiIDResult", "decompose"]
 
 Aggregate = Literal["mean_over_prompts", "pooled"]
 """How prompts are combined; see the module docstring."""
 
 _FORMAT = "synergy_lens.PhiIDResult/1"
+
+STREAM_ABOVE_UNITS = 2048
+"""Above this many units :func:`decompose` streams (``stream=None``): the dense result
+would hold ``[16, unit, unit]`` float64 (537 MB at 2,048 units) plus two float32
+``[prompt, unit, unit]`` per-prompt matrices (2 GB at 60 prompts)."""
 
 
 class HeadActivityLike(Protocol):
@@ -73,8 +80,8 @@ class HeadActivityLike(Protocol):
     def unit_labels(self) -> list[str]: ...
 
 
-@dataclass
-class PhiIDResult:
+@dataclass(repr=False)
+class PhiIDResult(SummaryRepr):
     """All-pairs PhiID atoms of a model's heads, labelled.
 
     Attributes:
@@ -194,7 +201,10 @@ def decompose(
     jitter: float | None = None,
     progress: bool = True,
     chunk_pairs: int | None = None,
-) -> PhiIDResult:
+    stream: bool | None = None,
+    top_k: int = 1000,
+    memory_budget: int | None = None,
+) -> PhiIDResult | PairSummaries:
     """PhiID of every pair of heads of a recording.
 
     Args:
@@ -208,11 +218,18 @@ def decompose(
             with ``JITTER_SEED + p``); default None: degenerate pairs are NaN.
         progress: show a tqdm bar over prompts.
         chunk_pairs: pairs per elementwise block (None: per-device default).
+        stream: None (default) streams above :data:`STREAM_ABOVE_UNITS` units and says so
+            (a ``UserWarning``); True always, False never. Streaming returns
+            :class:`~synergy_lens.phiid.summaries.PairSummaries` (per-unit means and the
+            top-k pairs of the same prompt-mean or pooled atoms; see
+            :func:`~synergy_lens.phiid.stream.pair_summaries`), not the dense atoms.
+        top_k, memory_budget: for streaming (None: ``stream.DEFAULT_MEMORY_BUDGET``).
 
     Returns:
-        A :class:`PhiIDResult`. With ``"mean_over_prompts"`` a pair that is degenerate in
-        some prompts (a head constant there) is averaged over the prompts where it is
-        defined (NaN if none); one warning names the heads.
+        A :class:`PhiIDResult` (or :class:`PairSummaries` when streaming). With
+        ``"mean_over_prompts"`` a pair that is degenerate in some prompts (a head constant
+        there) is averaged over the prompts where it is defined (NaN if none); one warning
+        names the heads.
     """
     if aggregate not in get_args(Aggregate):
         raise ValueError(f"aggregate must be one of {get_args(Aggregate)}, got {aggregate!r}")
@@ -221,6 +238,8 @@ def decompose(
     labels = list(activity.unit_labels())
     lengths = [int(v) for v in torch.as_tensor(activity.lengths).tolist()]
     n_prompts, n_units, _ = series.shape
+    if n_prompts == 0:
+        raise ValueError("the activity has no prompts: record some (record_head_activity) before decompose")
     if len(lengths) != n_prompts:
         raise ValueError(f"activity has {n_prompts} prompts but {len(lengths)} lengths")
     too_long = [p for p, n in enumerate(lengths) if n > series.shape[-1]]
@@ -240,6 +259,33 @@ def decompose(
         check_series(x, tau, name=f"prompt {p} of the activity", labels=labels)
         x = x.to(torch.float64)
         prompts.append(add_jitter(x, jitter, seed=JITTER_SEED + p) if jitter is not None else x)
+    if stream is None and n_units > STREAM_ABOVE_UNITS:
+        warnings.warn(
+            f"decompose: {n_units} units > STREAM_ABOVE_UNITS = {STREAM_ABOVE_UNITS}, so the "
+            "streaming engine runs and returns PairSummaries (per-unit means and top-k pairs), "
+            "not the [16, unit, unit] atoms; pass stream=False for the dense result",
+            UserWarning,
+            stacklevel=2,
+        )
+        stream = True
+    if stream:
+        from synergy_lens.phiid.stream import DEFAULT_MEMORY_BUDGET, pair_summaries
+
+        summaries = pair_summaries(
+            prompts,
+            tau=tau,
+            redundancy=red,
+            top_k=top_k,
+            aggregate=aggregate,
+            labels=labels,
+            n_layers=int(activity.n_layers),
+            n_heads=int(activity.n_heads),
+            memory_budget=memory_budget if memory_budget is not None else DEFAULT_MEMORY_BUDGET,
+            chunk_pairs=chunk_pairs,
+            progress=progress,
+        )
+        summaries.meta.update(_meta(activity, lengths, jitter))
+        return summaries
 
     report: DegenerateReport = (set(), set())
     per_sts = per_rtr = None
@@ -280,14 +326,7 @@ def decompose(
             RuntimeWarning,
             stacklevel=2,
         )
-    meta = {
-        "model_name": str(getattr(activity, "model_name", "")),
-        "n_prompts": n_prompts,
-        "lengths": lengths,
-        "jitter": jitter,
-        "estimator": "gaussian",
-        "units": "nats",
-    }
+    meta = _meta(activity, lengths, jitter)
     return PhiIDResult(
         atoms=atoms,
         n_layers=int(activity.n_layers),
@@ -300,3 +339,15 @@ def decompose(
         per_prompt_rtr=per_rtr,
         meta=meta,
     )
+
+
+def _meta(activity: HeadActivityLike, lengths: list[int], jitter: float | None) -> dict[str, Any]:
+    """The JSON-able ``meta`` of decompose's results (dense and streamed)."""
+    return {
+        "model_name": str(getattr(activity, "model_name", "")),
+        "n_prompts": len(lengths),
+        "lengths": lengths,
+        "jitter": jitter,
+        "estimator": "gaussian",
+        "units": "nats",
+    }

@@ -1,0 +1,334 @@
+"""PairSummaries: what the streaming engine returns (per-unit means and top-k pairs).
+
+What is computed, exactly
+-------------------------
+Let ``A[k, i, j]`` be the atoms that :func:`~synergy_lens.phiid.all_pairs` (one series)
+or :func:`~synergy_lens.phiid.decompose` (the prompt mean, or the pooled decomposition)
+would hold: ``ATOMS[k]`` with unit i as source x and unit j as target y, NaN for
+degenerate pairs. :func:`~synergy_lens.phiid.pair_summaries` returns, without holding A:
+
+- ``unit_mean[k, i] = nanmean_{j != i} A[k, i, j]``: unit i as *source*. As target it is
+  ``unit_mean[MIRROR[k], i]`` (:meth:`PairSummaries.target_mean`), because swapping the
+  units maps atom k to atom ``MIRROR[k]``; sts and rtr are their own mirrors, so
+  ``mean_sts``/``mean_rtr`` equal the symmetrised head means of
+  :func:`~synergy_lens.analysis.scores.head_mean`.
+- ``n_partners[i]``: how many j enter that mean (pairs defined in at least one prompt).
+- ``fraction_mean[i]``: nanmean over partners of ``sts / (|sts| + |rtr|)`` (the
+  ``synergy_fraction`` score; pairs with a zero denominator are skipped).
+- the ``top_k`` unordered pairs (i < j) with the largest sts and with the largest rtr, with
+  all 16 atoms of ``A[:, i, j]``. Order: value descending, ties by (i, j) ascending (so
+  the result does not depend on block sizes); NaN pairs never rank; fewer than ``top_k``
+  rows when fewer pairs are defined.
+
+Merging summaries of different prompt sets (:meth:`PairSummaries.merge`)
+------------------------------------------------------------------------
+The per-unit mean of the prompt-mean atoms is the prompt-weighted mean of the per-unit
+means *only when every pair has the same NaN pattern in every prompt* (the counts then
+match); a pair undefined in some prompts weighs differently in the two orders. ``merge``
+therefore weights each unit by ``n_prompts * n_partners`` (its defined (prompt, partner)
+entries), is exact when neither side has partially defined pairs and both name the same
+degenerate units and pairs, and warns otherwise. The synergy fraction and the top-k are
+non-linear in the prompt-mean atoms and cannot be merged: the merged object has them as
+None. For everything exact, give :func:`pair_summaries` all prompts at once; it streams
+the prompt-mean atoms block by block.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from synergy_lens._io import load_payload, save_payload
+from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from synergy_lens.analysis.scores import HeadScores
+
+__all__ = ["PairSummaries"]
+
+_FORMAT = "synergy_lens.PairSummaries/1"
+_TOP = ("top_sts_pairs", "top_sts_atoms", "top_rtr_pairs", "top_rtr_atoms")
+STREAM_SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
+"""Per-head scores that follow from per-unit means (plus ``syn_minus_red`` where
+``analysis.scores`` defines it); a score on ``[unit, unit]`` matrices needs the dense path."""
+
+
+@dataclass
+class PairSummaries:
+    """Per-unit means of the 16 atoms over partners, and the top-k pairs by sts and rtr.
+
+    Attributes:
+        unit_mean: float64 ``[16, unit]`` in ATOMS order, unit as source (module docstring).
+        n_partners: int64 ``[unit]``, valid partners in each mean.
+        fraction_mean: float64 ``[unit]``, mean over partners of sts / (|sts| + |rtr|);
+            None after :meth:`merge`.
+        top_sts_pairs, top_rtr_pairs: int64 ``[k, 2]`` (i < j), best first; None after merge.
+        top_sts_atoms, top_rtr_atoms: float64 ``[k, 16]``, the pairs' atoms (i as source).
+        labels: unit labels or None; n_layers, n_heads: model shape or None.
+        tau, redundancy: as computed. aggregate: ``"single"`` (one series),
+            ``"mean_over_prompts"`` or ``"pooled"``. n_prompts: prompts combined.
+        constant_units, collinear_pairs: the degenerate units and pairs (left out).
+        partial_pairs: pairs defined in some prompts but not all (mean over prompts).
+        meta: JSON-able extras.
+    """
+
+    unit_mean: Float[Tensor, "atom unit"]
+    n_partners: Int[Tensor, " unit"]
+    fraction_mean: Float[Tensor, " unit"] | None = None
+    top_sts_pairs: Int[Tensor, "k 2"] | None = None
+    top_sts_atoms: Float[Tensor, "k atom"] | None = None
+    top_rtr_pairs: Int[Tensor, "k 2"] | None = None
+    top_rtr_atoms: Float[Tensor, "k atom"] | None = None
+    labels: list[str] | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    tau: int = 1
+    redundancy: str = "MMI"
+    aggregate: str = "single"
+    n_prompts: int = 1
+    constant_units: list[int] = field(default_factory=list)
+    collinear_pairs: list[list[int]] = field(default_factory=list)
+    partial_pairs: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k, u = self.unit_mean.shape
+        if k != len(ATOMS):
+            raise ValueError(f"unit_mean must be [16, unit], got {tuple(self.unit_mean.shape)}")
+        if self.labels is not None and len(self.labels) != u:
+            raise ValueError(f"{len(self.labels)} labels for {u} units")
+        if (
+            self.n_layers is not None
+            and self.n_heads is not None
+            and self.n_layers * self.n_heads != u
+        ):
+            raise ValueError(
+                f"n_layers * n_heads = {self.n_layers * self.n_heads} but there are {u} units"
+            )
+
+    # ---------------------------------------------------------------- read-outs
+    @property
+    def n_units(self) -> int:
+        return int(self.unit_mean.shape[-1])
+
+    def atom_mean(self, name: str) -> Float[Tensor, " unit"]:
+        """Per-unit mean of one atom (unit as source), e.g. ``s.atom_mean("xty")``."""
+        return self.unit_mean[atom_index(name)]
+
+    def target_mean(self) -> Float[Tensor, "atom unit"]:
+        """Per-unit means with the unit as target y: ``unit_mean[MIRROR]``."""
+        return self.unit_mean[list(MIRROR)]
+
+    @property
+    def mean_sts(self) -> Float[Tensor, " unit"]:
+        """Mean persistent synergy over each unit's partners (nats)."""
+        return self.atom_mean("sts")
+
+    @property
+    def mean_rtr(self) -> Float[Tensor, " unit"]:
+        """Mean persistent redundancy over each unit's partners (nats)."""
+        return self.atom_mean("rtr")
+
+    @property
+    def syn_minus_red(self) -> Float[Tensor, " unit"]:
+        """Mean over partners of ``sts - rtr`` (exact: both share the NaN pattern)."""
+        return self.mean_sts - self.mean_rtr
+
+    def top_pairs(self, by: Literal["sts", "rtr"] = "sts") -> tuple[Tensor, Tensor]:
+        """``(pairs [k, 2], atoms [k, 16])`` of the top-k pairs by ``"sts"`` or ``"rtr"``."""
+        if by not in ("sts", "rtr"):
+            raise ValueError(f"by must be 'sts' or 'rtr', got {by!r}")
+        pairs, atoms = getattr(self, f"top_{by}_pairs"), getattr(self, f"top_{by}_atoms")
+        if pairs is None or atoms is None:
+            raise ValueError(
+                "these summaries hold no top-k pairs (merged summaries cannot keep them); "
+                "run pair_summaries on all prompts at once"
+            )
+        return pairs, atoms
+
+    def _label(self, u: int) -> str:
+        return self.labels[u] if self.labels is not None else str(u)
+
+    def to_dataframe(self, kind: Literal["units", "top_sts", "top_rtr"] = "units") -> pd.DataFrame:
+        """``"units"``: one row per unit (label, n_partners, the 16 atom means, fraction);
+        ``"top_sts"``/``"top_rtr"``: one row per top pair (rank, i, j, labels, 16 atoms)."""
+        import pandas as pd
+
+        if kind == "units":
+            means = self.unit_mean.detach().cpu()
+            frame: dict[str, Any] = {
+                "unit": list(range(self.n_units)),
+                "label": [self._label(u) for u in range(self.n_units)],
+                "n_partners": self.n_partners.cpu().numpy(),
+            }
+            frame.update({name: means[k].numpy() for k, name in enumerate(ATOMS)})
+            if self.fraction_mean is not None:
+                frame["synergy_fraction"] = self.fraction_mean.cpu().numpy()
+            return pd.DataFrame(frame)
+        if kind not in ("top_sts", "top_rtr"):
+            raise ValueError(f"kind must be 'units', 'top_sts' or 'top_rtr', got {kind!r}")
+        pairs, atoms = self.top_pairs("sts" if kind == "top_sts" else "rtr")
+        pairs, atoms = pairs.cpu(), atoms.detach().cpu()
+        frame = {
+            "rank": list(range(1, pairs.shape[0] + 1)),
+            "i": pairs[:, 0].numpy(),
+            "j": pairs[:, 1].numpy(),
+            "source": [self._label(i) for i in pairs[:, 0].tolist()],
+            "target": [self._label(j) for j in pairs[:, 1].tolist()],
+        }
+        frame.update({name: atoms[:, k].numpy() for k, name in enumerate(ATOMS)})
+        return pd.DataFrame(frame)
+
+    # ---------------------------------------------------------------- scores
+    def head_scores(self, score: str = "rank_gradient") -> HeadScores:
+        """Per-head scores (:class:`~synergy_lens.analysis.HeadScores`) from the means.
+
+        ``rank_gradient``, ``mean_sts``, ``mean_rtr`` and ``synergy_fraction`` follow from
+        per-unit means exactly; scores defined on ``[unit, unit]`` matrices need the dense
+        path. Needs ``n_layers``/``n_heads`` (set by :func:`decompose`).
+        """
+        import dataclasses
+
+        from synergy_lens.analysis import scores as sc
+
+        if self.n_layers is None or self.n_heads is None:
+            raise ValueError("head scores need n_layers and n_heads: pass them to pair_summaries")
+        if self.fraction_mean is None:
+            raise ValueError(
+                "merged summaries have no synergy fraction; summarise all prompts at once"
+            )
+        sts, rtr = self.mean_sts.to("cpu", torch.float64), self.mean_rtr.to("cpu", torch.float64)
+        values = {
+            "mean_sts": sts,
+            "mean_rtr": rtr,
+            "rank_gradient": sc.tiedrank_floor(sts) - sc.tiedrank_floor(rtr),
+            "synergy_fraction": self.fraction_mean.to("cpu", torch.float64),
+        }
+        ordinal_rank = getattr(sc, "ordinal_rank", None)  # syn_minus_red, where scores has it
+        if ordinal_rank is not None:
+            values["syn_minus_red"] = ordinal_rank(sts - rtr)
+        if score not in values:
+            raise ValueError(
+                f"score {score!r} needs the [unit, unit] atoms, which streamed summaries do not "
+                f"hold; choose one of {sorted(values)} or decompose with stream=False"
+            )
+        grid = {k: v.reshape(self.n_layers, self.n_heads) for k, v in values.items()}
+        rho, p = sc._spearman(sts, rtr)
+        names = {f.name for f in dataclasses.fields(sc.HeadScores)}
+        fields: dict[str, Any] = {k: v for k, v in grid.items() if k in names}  # syn_minus_red
+        fields.update(
+            score=score,
+            values=grid[score],
+            spearman=rho,
+            spearman_p=p,
+            labels=list(self.labels)
+            if self.labels is not None
+            else [str(u) for u in range(self.n_units)],
+            meta={
+                "model_name": self.meta.get("model_name", ""),
+                "n_prompts": self.n_prompts,
+                "tau": self.tau,
+                "redundancy": self.redundancy,
+                "engine": "stream",
+            },
+        )
+        return sc.HeadScores(**fields)
+
+    # ---------------------------------------------------------------- merging
+    def merge(self, other: PairSummaries) -> PairSummaries:
+        """Summaries of the union of two prompt sets (see the module docstring).
+
+        Per-unit means are weighted by each side's ``n_prompts * n_partners``; exact when
+        neither side has partially defined pairs and both share the same degenerate
+        units and pairs, else a ``RuntimeWarning`` says it is approximate. Fraction and
+        top-k pairs are dropped (None).
+        """
+        for name in ("tau", "redundancy", "n_units", "labels"):
+            if getattr(self, name) != getattr(other, name):
+                raise ValueError(
+                    f"cannot merge summaries with different {name}: {getattr(self, name)!r} "
+                    f"vs {getattr(other, name)!r}"
+                )
+        if "pooled" in (self.aggregate, other.aggregate):
+            raise ValueError("pooled summaries cannot be merged; pool all prompts in one call")
+        exact = (
+            self.partial_pairs == 0
+            and other.partial_pairs == 0
+            and self.constant_units == other.constant_units
+            and self.collinear_pairs == other.collinear_pairs
+        )
+        if not exact:
+            warnings.warn(
+                "merging summaries whose pairs are undefined in different prompts: the merged "
+                "per-unit means weight (prompt, partner) entries and differ from the means of "
+                "the prompt-mean atoms; run pair_summaries on all prompts at once to be exact",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        wa = self.n_prompts * self.n_partners.to(torch.float64)
+        wb = other.n_prompts * other.n_partners.to(torch.float64)
+        total = wa + wb
+        ma, mb = self.unit_mean.nan_to_num(), other.unit_mean.nan_to_num()
+        mean = torch.where(total > 0, (wa * ma + wb * mb) / total, math.nan)
+        return PairSummaries(
+            unit_mean=mean,
+            n_partners=torch.maximum(self.n_partners, other.n_partners),
+            labels=self.labels,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            tau=self.tau,
+            redundancy=self.redundancy,
+            aggregate="mean_over_prompts",
+            n_prompts=self.n_prompts + other.n_prompts,
+            constant_units=sorted(set(self.constant_units) | set(other.constant_units)),
+            collinear_pairs=[
+                list(p)
+                for p in sorted(
+                    {(p[0], p[1]) for p in [*self.collinear_pairs, *other.collinear_pairs]}
+                )
+            ],
+            partial_pairs=self.partial_pairs + other.partial_pairs,
+            meta={**self.meta, "merged": True, "exact_merge": exact},
+        )
+
+    # ---------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> None:
+        """Tensors and a JSON header through ``synergy_lens._io``; :meth:`load` round-trips."""
+        tensors = {
+            "unit_mean": self.unit_mean,
+            "n_partners": self.n_partners,
+            "fraction_mean": self.fraction_mean,
+            **{name: getattr(self, name) for name in _TOP},
+        }
+        header = {
+            "atoms_order": list(ATOMS),
+            "labels": self.labels,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "tau": self.tau,
+            "redundancy": self.redundancy,
+            "aggregate": self.aggregate,
+            "n_prompts": self.n_prompts,
+            "constant_units": self.constant_units,
+            "collinear_pairs": self.collinear_pairs,
+            "partial_pairs": self.partial_pairs,
+            "meta": self.meta,
+        }
+        save_payload(path, _FORMAT, tensors, header)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PairSummaries:
+        """Inverse of :meth:`save` (``weights_only`` loading: no code runs)."""
+        payload, header = load_payload(path, _FORMAT)
+        if tuple(header.pop("atoms_order")) != ATOMS:
+            raise ValueError(f"{path} stores atoms in another order")
+        return cls(**payload, **header)
