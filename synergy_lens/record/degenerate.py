@@ -47,11 +47,29 @@ def degenerate_mask(activity: HeadActivity) -> torch.Tensor:
     n_valid = finite.sum(-1)
     past, future = x[..., :-1], x[..., 1:]
     mask_p, mask_f = finite[..., :-1] & finite[..., 1:], finite[..., 1:] & finite[..., :-1]
-    return (
-        (n_valid - 1 < MIN_LAG_PAIRS)
-        | _constant(past, mask_p)
-        | _constant(future, mask_f)
-    )
+    unit_level = (n_valid - 1 < MIN_LAG_PAIRS) | _constant(past, mask_p) | _constant(future, mask_f)
+    return unit_level | _few_states(activity)[:, None]
+
+
+def _few_states(activity: HeadActivity) -> torch.Tensor:
+    """``[prompt]`` bool: fewer than ``MIN_LAG_PAIRS`` distinct lag rows of all units.
+
+    The lag rows of a pair, ``(x_t, y_t, x_{t+1}, y_{t+1})``, are a function of the rows
+    ``(v_t, v_{t+1})`` of the whole activity vector ``v``. With at most four distinct such
+    rows, the centred rows span at most three dimensions, so every pair's 4x4 covariance
+    is singular. This is what an ignored KV cache gives: after the first steps the model
+    feeds itself the same token and every unit repeats its value.
+    """
+    out = torch.zeros(activity.n_prompts, dtype=torch.bool)
+    values = activity.values.flatten(2)  # [prompt, time, unit]
+    for p, n in enumerate(activity.lengths.tolist()):
+        v = values[p, :n]
+        if n < 2:
+            out[p] = True
+            continue
+        rows = torch.cat([v[:-1], v[1:]], dim=1).nan_to_num(nan=float("inf"))
+        out[p] = torch.unique(rows, dim=0).shape[0] < MIN_LAG_PAIRS
+    return out
 
 
 def _constant(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -71,9 +89,10 @@ def check_not_degenerate(activity: HeadActivity) -> None:
     shown = "; ".join(repr(c[:60]) for c in activity.completions[:2])
     versions = ", ".join(f"{k} {v}" for k, v in installed_versions().items())
     raise DegenerateRecordingError(
-        f"every one of the {activity.n_units} units is constant (or has fewer than "
-        f"{MIN_LAG_PAIRS} lag pairs) in every one of the {activity.n_prompts} prompts, so "
-        "PhiID would be NaN for every pair. This points at generation, not at the model's "
+        f"every one of the {activity.n_units} units is constant, shorter than "
+        f"{MIN_LAG_PAIRS} lag pairs, or cycles through fewer than {MIN_LAG_PAIRS} joint "
+        f"states in every one of the {activity.n_prompts} prompts, so PhiID would be NaN "
+        "for every pair. This points at generation, not at the model's "
         f"heads: the completions begin {shown}. Usual causes: a broken KV cache in the "
         f"installed packages ({versions}; `make env` installs the tested lock), a hook that "
         "overwrites hook_z, or max_new_tokens too small. The recording is kept as "

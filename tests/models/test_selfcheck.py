@@ -124,14 +124,18 @@ def test_partly_degenerate_recording_passes_and_mask_finds_the_planted_units(tin
 def test_mask_catches_the_ignored_cache_pattern_and_short_series(tiny) -> None:
     act = sl.record_head_activity(tiny, PROMPTS, max_new_tokens=10, stop_at_eos=False, progress=False)
     values = act.values.clone()  # [prompt, time, layer, head]
-    # an ignored cache: the prefill step differs, every later step repeats the same value
-    values[0, 1:, 0, 0] = values[0, 1, 0, 0]
+    # an ignored cache: the first steps differ, then every unit repeats one value; no unit
+    # is constant on its own (3 distinct values each), yet only 3 distinct lag rows remain
+    values[0, 3:] = values[0, 2]
+    # prompt 1: L0H0 repeats from step 1 on (its future is constant)
+    values[1, 1:, 0, 0] = values[1, 1, 0, 0]
     # too short: MIN_LAG_PAIRS lag pairs need MIN_LAG_PAIRS + 1 steps
     values[1, MIN_LAG_PAIRS:, 1, 2] = float("nan")
     values[1, MIN_LAG_PAIRS + 1 :, 1, 3] = float("nan")
     mask = degenerate_mask(dataclasses.replace(act, values=values))
     expected = torch.zeros_like(mask)
-    expected[0, 0] = True  # L0H0 in prompt 0
+    expected[0] = True  # every unit of prompt 0
+    expected[1, 0] = True  # L0H0 in prompt 1
     expected[1, 4 + 2] = True  # L1H2 in prompt 1: 4 lag pairs
     assert torch.equal(mask, expected)  # L1H3 (5 lag pairs) is fine
 
