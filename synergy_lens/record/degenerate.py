@@ -62,7 +62,9 @@ def _few_states(activity: HeadActivity) -> torch.Tensor:
     """
     out = torch.zeros(activity.n_prompts, dtype=torch.bool)
     values = activity.values.flatten(2)  # [prompt, time, unit]
-    for p, n in enumerate(activity.lengths.tolist()):
+    lengths = activity.lengths
+    assert lengths is not None  # filled in by HeadActivity.__post_init__
+    for p, n in enumerate(lengths.tolist()):
         v = values[p, :n]
         if n < 2:
             out[p] = True
