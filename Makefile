@@ -17,7 +17,7 @@ PIP_TOOLS ?= pip-tools==7.6.2
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: env env39 demo test test-tl4 test-tl39 test-latest lock check bench browser clean
+.PHONY: env env39 demo test test-tl4 test-tl39 test-latest lock check bench browser clean gpu-wheels gpu-check
 
 # install(venv, lock): torch first (the lock pins the machine's local CPU wheel, so no CUDA
 # wheels are pulled), then the package with its dev tools, then the default model's GGUF
@@ -90,3 +90,38 @@ bench: env
 
 clean:
 	rm -rf $(VENV) $(VENV39) $(VENV_LATEST) $(TOOLS) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# GPU check (README, "GPU check"): benchmarks/gpu_check.py on a machine with a GPU. Such a
+# machine may have Python 3.12 with torch and transformers but neither TransformerLens, plotly
+# nor circuitsvis, and no network. `make gpu-wheels` (here, with pip access) downloads them as
+# wheels into .whl/ at the versions of $(LOCK4), with --no-deps: their other dependencies are
+# there already (torch, transformers, accelerate, pandas, pyarrow, ...), except what these
+# wheels add: datasets (imported by TransformerLens) with dill and multiprocess, and
+# importlib-metadata (circuitsvis) with lazy-importer. `make gpu-check` (there, with .whl/
+# copied along) installs them into $(GPU_SITE) unless they import already, then runs the
+# full check. `make gpu-check GPU_CHECK_ARGS=--smoke` is the CPU run (tiny models).
+GPU_PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,$(PYTHON))
+GPU_WHEELS := .whl
+GPU_WHEEL_PKGS := transformer-lens datasets dill multiprocess plotly circuitsvis importlib-metadata lazy-importer
+GPU_SITE ?= /tmp/synergy-lens-gpu-site
+GPU_CHECK_JSON ?= $${OUT:-.}/gpu_check.json
+GPU_CHECK_ARGS ?=
+
+gpu-wheels:
+	@mkdir -p $(GPU_WHEELS)
+	@for p in $(GPU_WHEEL_PKGS); do grep -i "^$$p==" $(LOCK4) || { echo "error: $$p is not pinned in $(LOCK4)" >&2; exit 1; }; \
+	  done > $(GPU_WHEELS)/gpu-requirements.txt
+	$(GPU_PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d $(GPU_WHEELS) -r $(GPU_WHEELS)/gpu-requirements.txt
+	@size=$$(du -sm $(GPU_WHEELS) | cut -f1); echo "$(GPU_WHEELS)/: $$size MiB (the device carries at most 64 MiB with the tree)"; \
+	  test $$size -le 48 || { echo "error: $(GPU_WHEELS)/ is over 48 MiB: remove wheels other than gpu-requirements.txt's" >&2; exit 1; }
+
+gpu-check:
+	@if $(GPU_PYTHON) -c "import transformer_lens, plotly, circuitsvis" 2>/dev/null; then site=; else \
+	  test -f $(GPU_WHEELS)/gpu-requirements.txt || { echo "error: TransformerLens, plotly or circuitsvis is missing and $(GPU_WHEELS)/ holds no wheels: run 'make gpu-wheels' where pip can download, and carry $(GPU_WHEELS)/" >&2; exit 1; }; \
+	  echo "installing $$(tr '\n' ' ' < $(GPU_WHEELS)/gpu-requirements.txt)into $(GPU_SITE)"; \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) \
+	    --find-links $(GPU_WHEELS) -r $(GPU_WHEELS)/gpu-requirements.txt || exit 1; site=$(GPU_SITE); fi; \
+	PYTHONUNBUFFERED=1 PYTHONPATH=$(CURDIR)$${site:+:$$site}$${PYTHONPATH:+:$$PYTHONPATH} \
+	  $(GPU_PYTHON) benchmarks/gpu_check.py --json $(GPU_CHECK_JSON) $(GPU_CHECK_ARGS)
