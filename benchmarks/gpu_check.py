@@ -391,6 +391,7 @@ class Check:
         self.small: dict[str, Any] = {}
         self.big: Any = None
         self.big_tried = False
+        self.datasets_note = ""
         self.tokenizers: dict[int, Any] = {}
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -449,7 +450,7 @@ class Check:
         self.table.add(
             "env.versions",
             f"python {platform.python_version()}, torch {torch.__version__}, transformers "
-            f"{transformers.__version__}, transformer-lens {tl}", "info",
+            f"{transformers.__version__}, transformer-lens {tl}{self.datasets_note}", "info",
         )
 
     # -- PhiID ----------------------------------------------------------------------
@@ -775,6 +776,34 @@ def curve_diff(a: Any, b: Any) -> float:
     return max(diff, max_abs(a.random, b.random))
 
 
+def datasets_fallback() -> str:
+    """Import ``datasets``, or stand in for the three names TransformerLens imports from it.
+
+    TransformerLens imports ``datasets`` at start-up but uses it only to load training
+    data, which this check never does; a machine whose ``pyarrow`` or ``huggingface_hub``
+    is too old for the carried ``datasets`` wheel would otherwise lose the whole run.
+    Returns a note for the table ("" when the real package imported).
+    """
+    try:
+        import datasets  # noqa: F401
+
+        return ""
+    except Exception as err:  # ImportError, or an AttributeError from a too-old dependency
+        import types
+
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise ImportError(f"datasets could not be imported ({err}); the GPU check stands in for it")
+
+        mods = {name: types.ModuleType(name) for name in
+                ("datasets", "datasets.arrow_dataset", "datasets.iterable_dataset", "datasets.load")}
+        mods["datasets.arrow_dataset"].Dataset = type("Dataset", (), {})  # type: ignore[attr-defined]
+        mods["datasets.iterable_dataset"].IterableDataset = type("IterableDataset", (), {})  # type: ignore[attr-defined]
+        mods["datasets.load"].load_dataset = unavailable  # type: ignore[attr-defined]
+        mods["datasets"].load_dataset = unavailable  # type: ignore[attr-defined]
+        sys.modules.update(mods)
+        return f"; datasets replaced by a stand-in ({type(err).__name__}: {err})"
+
+
 # ------------------------------------------------------------------------------ main
 def watchdog(table: Table, limit_s: float) -> None:
     """After ``limit_s`` seconds, write what was measured and end the process."""
@@ -823,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
     watchdog(table, sizes.budget_s + 60)
     print(f"synergy-lens GPU check ({meta['mode']}) on {name}; budget {sizes.budget_s:.0f} s", flush=True)
     check = Check(args, sizes, table, Device(name))
+    check.datasets_note = datasets_fallback()
     torch.manual_seed(0)
     want = set(args.only or SECTIONS)
 
