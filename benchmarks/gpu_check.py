@@ -388,7 +388,6 @@ class Check:
         self.args, self.sizes, self.table, self.dev = args, sizes, table, device
         self.smoke = bool(args.smoke)
         self.t0 = time.perf_counter()
-        self.small: dict[str, Any] = {}
         self.big: Any = None
         self.big_tried = False
         self.datasets_note = ""
@@ -403,7 +402,7 @@ class Check:
         self.table.section = name
         before = {r["check"] for r in self.table.rows}
         left = self.sizes.budget_s - self.elapsed()
-        if not self.smoke and estimate_s > left:
+        if not self.smoke and estimate_s > 0 and estimate_s > left:
             reason = f"skipped: {left:.0f} s of the {self.sizes.budget_s:.0f} s budget left, section needs ~{estimate_s:.0f} s"
             for r in rows:
                 self.table.add(r, reason, "skip")
@@ -528,21 +527,22 @@ class Check:
                        f"|diff| = {fmt(diff64)} nats (float64 input), {fmt(diff)} (float32 input); "
                        f"{s.phiid_units} units", verdict(max(diff, diff64) <= PHIID_DEVICE_ATOL, False),
                        target=f"<= {PHIID_DEVICE_ATOL:g}", max_abs_diff=max(diff, diff64))
-        del x, dense, got
-        first_s = None
+        xd = x.float().to(dev.torch)
+        _, base_s = dev.timed(lambda: pair_summaries(xd, **kw))  # warm, for the extrapolation
+        del x, xd, dense, got
+        known = (s.phiid_units, base_s)  # (units, seconds) of the largest run so far
         for row, units in zip(rows[1:], s.stream_units):
             try:
-                if first_s is not None and not self.smoke:
-                    guess = first_s * (units / s.stream_units[0]) ** 2
-                    if guess > STREAM_MAX_S:
-                        self.table.add(row, f"skipped: {units:,} units would take ~{guess:.0f} s "
-                                       f"(from the smaller run), over {STREAM_MAX_S:.0f} s", "skip")
-                        continue
+                guess = known[1] * (units / known[0]) ** 2  # cost grows with the pairs
+                if guess > STREAM_MAX_S and not self.smoke:
+                    self.table.add(row, f"skipped: {units:,} units would take ~{guess:.0f} s (from "
+                                   f"{known[1]:.2f} s at {known[0]:,} units), over {STREAM_MAX_S:.0f} s", "skip")
+                    continue
                 xs = activity_data(units, s.stream_time, seed=1).float().to(dev.torch)
                 pair_summaries(xs[:64], **kw)  # warm-up
                 dev.reset_peak()
                 out, secs = dev.timed(lambda xs=xs: pair_summaries(xs, **kw))
-                first_s = first_s or secs
+                known = (units, secs)
                 peak = dev.peak_gb()
                 n_pairs = units * (units - 1) // 2
                 finite = bool(torch.isfinite(out.unit_mean).all())
