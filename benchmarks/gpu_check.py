@@ -8,8 +8,7 @@ leaves what it measured). Each comparison is measured side by side in the same r
 
 - ``phiid``: all-pairs PhiID on the device against the float64 CPU kernel (all 16 atoms,
   MMI on every pair; CCS on a sample of units), float32 against float64 input, and the
-  all-pairs time at 1,152 units x 1,000 steps (device and CPU); the streaming engine
-  (``synergy_lens.phiid.pair_summaries``) at 16,384 and 46,080 units when it is there.
+  all-pairs time at 1,152 units x 1,000 steps (device and CPU).
 - ``small``: a SmolLM2-135M-shaped Llama (random weights, float32) built once on the CPU and
   copied to the device: logits, head signals and a short ablation curve compared.
 - ``big``: a Qwen3-8B-shaped model (36 layers x 32 query heads = 1,152 units, 8 KV heads,
@@ -21,9 +20,12 @@ leaves what it measured). Each comparison is measured side by side in the same r
 - ``ablation``: the batched ablation curve against one pass per condition, on the big model;
 - ``e2e``: ``synergy_lens.view.pipeline.analyse`` end to end on the big model with 60 prompts
   x 100 tokens (the demo's settings, ablation included), wall time per stage, then saving
-  the results and writing the HTML report.
+  the results and writing the HTML report;
+- ``stream`` (last; optional): the streaming engine (``synergy_lens.phiid.pair_summaries``)
+  against the dense kernel at 1,152 units, then timed at 16,384 and 46,080 units, each run
+  only when the time left allows it; ``skip`` rows when the engine is not installed.
 
-No model or tokenizer is downloaded: the models are built from transformers configs with a
+Sections run in that order (``big`` is built before ``record``). No model or tokenizer is downloaded: the models are built from transformers configs with a
 byte-level tokenizer whose vocabulary is padded with ``[k]`` tokens to the model's size.
 ``--smoke`` runs every section on the CPU with tiny shapes of the same code paths (seconds;
 the test suite runs it); the speed rows are then ``info``, the exactness rows still pass or
@@ -33,6 +35,7 @@ section overruns by more than a minute.
 
 The GPU machine needs TransformerLens, plotly and circuitsvis, carried as wheels
 (``make gpu-wheels`` here, then ``make gpu-check`` there installs them; README, "GPU check").
+A rerun of some sections only: ``make gpu-check GPU_CHECK_ARGS="--only record ablation"``.
 """
 
 from __future__ import annotations
@@ -89,8 +92,9 @@ TARGETS = {
 
 SECTIONS: dict[str, tuple[list[str], float]] = {
     # section (a Check method) -> (its rows, seconds it needs on an H200, roughly), in run order:
-    # the surest and cheapest first; e2e, the longest and least known, last (its stage rows are
-    # written as each stage ends, so a stopped run still shows where the time went)
+    # the surest and cheapest first; then e2e, the longest and least known (its stage rows are
+    # written as each stage ends, so a stopped run still shows where the time went); the
+    # optional streaming engine last, each run only if the time left allows it
     "phiid": (["phiid.mmi_device_vs_cpu", "phiid.ccs_device_vs_cpu", "phiid.float32_vs_float64",
                "phiid.all_pairs_time"], 20),
     "small": (["small.build", "small.logits_device_vs_cpu", "small.greedy_tokens",
@@ -98,8 +102,8 @@ SECTIONS: dict[str, tuple[list[str], float]] = {
     "record": (["record.tokens_unchanged", "record.signals_vs_teacher_forced", "record.plain",
                 "record.recording", "record.overhead"], 40),
     "ablation": (["ablation.clean_condition", "ablation.curve_batched_vs_loop", "ablation.speedup"], 40),
-    "stream": (["phiid.stream_vs_dense", "phiid.stream_small", "phiid.stream_large"], 20),
     "e2e": (["e2e.total", "e2e.report"], 150),
+    "stream": (["phiid.stream_vs_dense", "phiid.stream_small", "phiid.stream_large"], 20),
 }
 BIG_SECTIONS = ("record", "ablation", "e2e")
 
@@ -534,9 +538,11 @@ class Check:
         for row, units in zip(rows[1:], s.stream_units):
             try:
                 guess = known[1] * (units / known[0]) ** 2  # cost grows with the pairs
-                if guess > STREAM_MAX_S and not self.smoke:
+                limit = min(STREAM_MAX_S, self.sizes.budget_s - self.elapsed())
+                if guess > limit and not self.smoke:
                     self.table.add(row, f"skipped: {units:,} units would take ~{guess:.0f} s (from "
-                                   f"{known[1]:.2f} s at {known[0]:,} units), over {STREAM_MAX_S:.0f} s", "skip")
+                                   f"{known[1]:.2f} s at {known[0]:,} units), over the {limit:.0f} s "
+                                   "allowed", "skip")
                     continue
                 xs = activity_data(units, s.stream_time, seed=1).float().to(dev.torch)
                 pair_summaries(xs[:64], **kw)  # warm-up
