@@ -24,6 +24,7 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_text",
     "load_dataclass",
+    "load_torch_file",
     "load_payload",
     "save_dataclass",
     "save_payload",
@@ -38,7 +39,7 @@ def _umask() -> int:
 
 
 def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    path = Path(path)
+    path = Path(path).expanduser()  # "~/x.pt" is the home folder, not a folder named "~"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -87,16 +88,69 @@ def load_payload(path: str | Path, fmt: str) -> tuple[dict[str, Any], dict[str, 
     Raises ``ValueError`` if the file is not a synergy-lens result file, or holds another
     format than ``fmt``.
     """
+    payload = load_torch_file(path, f"a synergy-lens result file ({fmt})")
+    if not isinstance(payload, dict) or not isinstance(payload.get("header"), str):
+        raise ValueError(
+            f"{path}: expected a synergy-lens result file ({fmt}), found a torch file holding "
+            f"{_kind(payload)} without a synergy-lens header; load it with torch.load, or give the "
+            "path of a file written by the result's save()"
+        )
+    try:
+        header = json.loads(payload.pop("header"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: expected a synergy-lens result file ({fmt}), found a damaged "
+                         f"header ({err.msg}); recreate the file") from None
+    found = header.pop("format", None) if isinstance(header, dict) else None
+    if found != fmt:
+        raise ValueError(f"{path}: expected {fmt!r}, found {found!r}: load it with the matching class")
+    return payload, header
+
+
+def load_torch_file(path: str | Path, what: str, fix: str = "recreate the file, or check the path") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, with errors that say what went wrong.
+
+    Every failure raises ``FileNotFoundError`` or ``ValueError`` naming the file, ``what``
+    was expected and what was found there (an empty file, a truncated archive, a file that
+    is not a torch file, a pickle of arbitrary objects), then ``fix``. Files holding anything but tensors
+    and plain data are refused, never loaded with ``weights_only=False``.
+    """
+    import pickle
+    import zipfile
+
     import torch
 
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or "header" not in payload:
-        raise ValueError(f"{path} is not a synergy-lens result file (no header)")
-    header = json.loads(payload.pop("header"))
-    found = header.pop("format", None)
-    if found != fmt:
-        raise ValueError(f"{path} holds {found!r}, not {fmt!r}: load it with the matching class")
-    return payload, header
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (expected {what})")
+    if not path.is_file():
+        raise ValueError(f"{path}: expected {what}, found a folder or special file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: expected {what}, found an empty file (0 bytes; a write was cut "
+                         f"short or the file was truncated); {fix}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types here; none should reach the user raw
+        if head.startswith(b"PK"):
+            if not zipfile.is_zipfile(path):
+                found = f"a truncated or damaged torch archive ({size} bytes)"
+            elif isinstance(err, pickle.UnpicklingError):
+                found = ("a torch file holding Python objects other than tensors and plain data "
+                         "(not loaded: unpickling arbitrary objects can run code)")
+            else:
+                found = f"a torch archive that cannot be read ({type(err).__name__})"
+        else:
+            found = f"{size} bytes that are not a torch file (they begin with {head[:8]!r})"
+        raise ValueError(f"{path}: expected {what}, found {found}; {fix}") from None
+
+
+def _kind(obj: Any) -> str:
+    if isinstance(obj, dict):
+        keys = ", ".join(map(str, list(obj)[:5]))
+        return f"a dict (keys: {keys})" if keys else "an empty dict"
+    return f"a {type(obj).__name__}"
 
 
 def save_dataclass(obj: Any, path: str | Path, fmt: str) -> None:

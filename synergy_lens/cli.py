@@ -19,9 +19,11 @@ status 2 and a one-line message; failures during a run exit with status 1 (add
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,9 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 DEFAULT_OUT = "synergy-lens-out"
 TINY = "tiny"
-SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
+SCORES = ("rank_gradient", "syn_minus_red", "synergy_fraction", "mean_sts", "mean_rtr")
+ROBUSTNESS = ("detrended", "pooled", "tau10", "ccs", "none")
+N_SURROGATES = 19
 QUICK: dict[str, Any] = {"n_prompts": 12, "max_new_tokens": 40, "n_boot": 200, "ablation_prompts": 4, "ablation_tokens": 24,
          "ablation_seeds": 2, "ablation_steps": 6}
 FULL: dict[str, Any] = {"n_prompts": None, "max_new_tokens": 100, "n_boot": 1000, "ablation_prompts": 12, "ablation_tokens": 48,
@@ -94,7 +98,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=("auto", "bridge", "hooked"), default="auto",
                    help="TransformerLens backend: TransformerBridge, HookedTransformer (TL <= 3.9), or the "
                         "best available")
-    g.add_argument("--device", default=None, help="torch device, e.g. cuda (default: CPU for the default model)")
+    g.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default: CPU); checked "
+                                                  "before anything runs")
+    g.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
+                   help="CPU threads torch may use (default: torch's choice, one per core); use 1 or 2 when other "
+                        "jobs share the cores, since oversubscription slows a run several-fold")
 
 
 def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
@@ -117,7 +125,11 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                    help="keep generating past EOS so every series has exactly --max-new-tokens steps "
                         "(default: a prompt's series ends at its EOS)")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
-                   help="save the recording after every batch to FILE and resume from it if it exists")
+                   help="save the recording after every batch to FILE and resume from it if it exists "
+                        "(default: DIR/.recording.ckpt in the --out folder)")
+    g.add_argument("--min-steps", type=_int_at_least(4), default=None, metavar="N",
+                   help="shortest answer (generated tokens) that enters PhiID; shorter answers (ended at EOS) are "
+                        "left out with a warning naming them (default: max(8, tau + 5))")
     a = p.add_argument_group("analysis")
     a.add_argument("--tau", type=_int_at_least(1), default=1, help="PhiID lag in generated tokens")
     a.add_argument("--redundancy", choices=("MMI", "CCS"), default="MMI",
@@ -125,8 +137,9 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     a.add_argument("--aggregate", choices=("mean_over_prompts", "pooled"), default="mean_over_prompts",
                    help="PhiID per prompt then averaged (papers), or one estimate from pooled statistics")
     a.add_argument("--score", choices=SCORES, default="rank_gradient",
-                   help="per-head score that defines the core and the main profile (both rank_gradient and "
-                        "synergy_fraction profiles are always saved)")
+                   help="per-head score that defines the core and the main profile (rank_gradient: the text of "
+                        "paper (B); syn_minus_red: its released code; the profiles of rank_gradient, syn_minus_red and "
+                        "synergy_fraction are always saved and tested)")
     a.add_argument("--core-fraction", type=_fraction(0.0, 0.5), default=0.25, metavar="Q",
                    help="fraction of heads in the synergistic core (and in the memory group)")
     quick = f"; --quick: {QUICK['n_boot']}" if demo else ""
@@ -139,11 +152,25 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                    help="also analyse a randomised control (perturb: N(0, 10^2) noise on every weight, paper "
                         "(B)); doubles the run time")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, controls and ablation orders")
+    a.add_argument("--n-surrogates", type=_int_at_least(0), default=N_SURROGATES, metavar="N",
+                   help="circular-shift surrogates (each head keeps its own dynamics) against which every score's "
+                        "layer profile is tested, also per robustness choice; the smallest p is 1/(N+1) "
+                        "(19: 0.05, 99: 0.01); 0: no test")
+    a.add_argument("--robustness", nargs="+", choices=ROBUSTNESS, default=["detrended", "pooled"], metavar="CHOICE",
+                   help="analysis choices re-run, one change each from tau 1 / raw series / mean over prompts / MMI: "
+                        "detrended (first differences), pooled (one estimate from all prompts), tau10, ccs (slow); "
+                        "'none' for none")
+    a.add_argument("--exclude-unstable", action="store_true",
+                   help="leave heads whose series are too coarse for a stable PhiID estimate out of every score "
+                        "(by default they are only marked)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="results folder (created if needed)")
+    o.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help="results folder (created if needed); each stage is saved there as soon as it is done")
+    o.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse the stages a run with the same settings already saved in --out (--no-resume: "
+                        "compute everything again)")
     o.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    o.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    o.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    _add_output_flags(o)
     if demo:
         p.add_argument("--quick", action="store_true",
                        help=f"small settings: {QUICK['n_prompts']} prompts x {QUICK['max_new_tokens']} tokens, "
@@ -152,11 +179,18 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
         p.add_argument("--ablate", action="store_true", help="also compute a short ablation curve")
 
 
-def _add_ablation_options(p: argparse.ArgumentParser) -> None:
+def _add_output_flags(g: Any) -> None:
+    g.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (tqdm and the model-loading bar); the [k/N] stage lines stay")
+    g.add_argument("--quiet", action="store_true", help="hide the [k/N] stage lines and the timing on stderr")
+    g.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def _add_ablation_options(p: argparse.ArgumentParser, *, quick: bool = True) -> None:
     g = p.add_argument_group("ablation")
+    q = f"; --quick: {QUICK['ablation_prompts']}" if quick else ""
     g.add_argument("--ablation-prompts", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"prompts of the run used for the divergence (default {FULL['ablation_prompts']}; "
-                        f"--quick: {QUICK['ablation_prompts']})")
+                   help=f"prompts of the run used for the divergence (default {FULL['ablation_prompts']}{q})")
     g.add_argument("--ablation-tokens", type=_int_at_least(2), default=None, metavar="N",
                    help=f"generated tokens compared per prompt (default {FULL['ablation_tokens']})")
     g.add_argument("--ablation-steps", type=_int_at_least(1), default=None, metavar="N",
@@ -201,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "write the report.")
     _add_model_options(run)
     _add_analysis_options(run, demo=False)
-    _add_ablation_options(run)
+    _add_ablation_options(run, quick=False)
 
     rep = sub.add_parser("report", formatter_class=_Formatter, help="HTML report of a saved results folder",
                          description="Build the self-contained HTML report from a results folder written by "
@@ -210,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, metavar="FILE", help="report file (default: DIR/report.html)")
     rep.add_argument("--title", default=None, help="report title")
     rep.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    rep.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
     abl = sub.add_parser("ablate", formatter_class=_Formatter, help="ablation curves for a saved run",
                          description="Remove heads cumulatively, core first vs in random orders, and measure "
@@ -221,8 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     abl.add_argument("--quick", action="store_true", help="small settings (as demo --quick)")
     abl.add_argument("--no-report", action="store_true", help="do not refresh the HTML report")
-    abl.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    abl.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    _add_output_flags(abl)
 
     _add_difficulty(sub)
     return parser
@@ -264,11 +298,16 @@ def _add_difficulty(sub: Any) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-checkpoint", action="store_true", help="do not checkpoint recordings")
     o.add_argument("--no-figures", action="store_true", help="skip the HTML figures")
-    o.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    o.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    _add_output_flags(o)
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def phiid_min_steps(tau: int) -> int:
+    """Fewest steps a prompt's series needs for PhiID at lag ``tau``: ``tau + 5``, so that at
+    least 5 lag pairs estimate the 4 x 4 covariance (4 or fewer make it singular: all NaN)."""
+    return tau + 5
 
 
 class _Stages:
@@ -283,25 +322,70 @@ class _Stages:
         if not self.quiet:
             print(f"[{self.k}/{self.total}] {text}", file=sys.stderr, flush=True)
 
+    def note(self, text: str) -> None:
+        """A line that is not a stage of its own."""
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
     def done(self) -> None:
         if not self.quiet:
             print(f"done in {time.perf_counter() - self.t0:.0f} s", file=sys.stderr, flush=True)
 
 
-def _check_out_dir(path: str) -> Path:
-    out = Path(path)
+def _check_out_dir(path: str, option: str = "--out") -> Path:
+    """The folder exists (created if needed) and a file can be written in it."""
+    from synergy_lens.runfolder import check_writable
+
+    out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {path}: exists and is not a folder")
-    parent = out if out.exists() else out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise CLIError(f"--out {path}: cannot write in {parent}")
+        raise CLIError(f"{option} {path}: exists and is not a folder")
+    try:
+        check_writable(out)
+    except OSError as err:
+        raise CLIError(f"{option} {path}: {err.strerror}; choose a folder you can write to") from None
     return out
 
 
+def _check_device(device: str | None) -> None:
+    """``--device``: a device torch knows and this machine has."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device {device}: not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "a CPU-only build of torch" if torch.version.cuda is None else "no usable CUDA GPU"
+            raise CLIError(f"--device {device}: CUDA is not available here ({built}); leave --device out "
+                           "to run on the CPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                           f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {device}: MPS is not available here; leave --device out to run on the CPU")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"--device {device}: synergy-lens runs on cpu, cuda or mps")
+
+
+def _setup_runtime(args: argparse.Namespace) -> None:
+    """``--threads`` and ``--no-progress`` (also for the transformers / hub loading bars)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if getattr(args, "no_progress", False):
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        with contextlib.suppress(ImportError):
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+
+
 def _check_results_dir(path: str) -> Path:
-    folder = Path(path)
+    folder = Path(path).expanduser()
     if not folder.is_dir():
         raise CLIError(f"--from {path}: no such folder")
     if not (folder / "manifest.json").is_file():
@@ -347,7 +431,9 @@ def load_cli_model(name: str | None, backend: str, device: str | None) -> Any:
     import synergy_lens as sl
 
     if name == TINY:
-        return sl.tiny_model(backend, n_layers=3, n_heads=4, n_kv_heads=2, d_head=8, seed=0)
+        # a context long enough for the difficulty tasks' prompts (bytes are tokens here)
+        model = sl.tiny_model(backend, n_layers=3, n_heads=4, n_kv_heads=2, d_head=8, n_ctx=2048, seed=0)
+        return model if device is None else model.to(device)
     return sl.load_model(name, backend=backend, device=device)  # type: ignore[arg-type]
 
 
@@ -356,8 +442,10 @@ def _settings(args: argparse.Namespace, model: Any, n_prompts: int) -> dict[str,
     from synergy_lens.models import DEFAULT_MODEL, adapt
 
     adapter = adapt(model)
-    keys = ("backend", "prompts", "max_new_tokens", "batch_size", "chat_template", "full_length", "tau", "redundancy",
-            "aggregate", "score", "core_fraction", "n_boot", "density", "control", "seed")
+    keys = ("backend", "prompts", "max_new_tokens", "batch_size", "chat_template", "full_length", "min_steps", "tau",
+            "redundancy",
+            "aggregate", "score", "core_fraction", "n_boot", "density", "control", "seed", "n_surrogates",
+            "robustness", "exclude_unstable")
     out = {"command": args.command, "model": args.model or DEFAULT_MODEL, "model_name": adapter.name,
            "n_prompts": n_prompts}
     out.update({k: getattr(args, k) for k in keys if hasattr(args, k)})
@@ -378,11 +466,25 @@ def _print_summary(run: Any, report: Path | None) -> None:
     core = run.get("core")
     if core is not None:
         print(f"\nSynergistic core ({len(core)} heads): {', '.join(core.labels_of('abstract'))}")
-    profile = run.profiles().get(scores.score)
-    if profile is not None:
-        ci = profile.inverted_u_ci
-        print(f"Inverted-U index ({profile.score}): {profile.inverted_u:.3f}"
-              + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"))
+    from synergy_lens.view.report import headline_lines
+
+    lines = headline_lines(run)
+    if lines:
+        hl = run.get("headline")
+        print("\nLayer profiles" + ("" if hl is None else f" (inverted-U index [95% CI]; p against {hl.n_surrogates} "
+                                     "autocorrelation-preserving surrogates)") + ":")
+        for line in lines:
+            print(f"  {line}")
+        if hl is not None:
+            print(f"  {hl.core_sentence()}")
+    if scores.unstable is not None and bool(scores.unstable.any()):
+        print(f"Unstable heads ({'excluded' if scores.excluded else 'marked'}): {', '.join(scores.unstable_labels())}")
+    rob = run.get("robustness")
+    if rob is not None:
+        frame = rob.to_dataframe()[["choice", "score", "inverted_u", "ci_low", "ci_high", "null_mean", "p", "note"]]
+        with pd.option_context("display.width", 160, "display.float_format", "{:.3g}".format):
+            print("\nRobustness (inverted-U index per analysis choice, p against its own surrogate null):")
+            print(frame.to_string(index=False))
     if run.folder is not None:
         print(f"\nResults: {run.folder.resolve()}")
     if report is not None:
@@ -406,96 +508,176 @@ def _check_ablation_mode(mode: str) -> None:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    """``run`` and ``demo``: record, decompose, analyse, (ablate), save, report."""
-    from synergy_lens.view.pipeline import analyse
+    """``run`` and ``demo``: check everything, then record, decompose, analyse, (ablate) and
+    report, each stage saved into ``--out`` as soon as it is done (resumable)."""
+    from synergy_lens.runfolder import StageStore, lock_folder
 
     quick = bool(getattr(args, "quick", False))
     for key in ("n_prompts", "max_new_tokens", "n_boot"):
         if getattr(args, key) is None:  # not set by the user
             setattr(args, key, (QUICK if quick else FULL)[key])
-    out = _check_out_dir(args.out)
+    _check_series_options(args)
     prompts = _load_prompts(args.prompts, args.n_prompts)
     if args.checkpoint is not None and Path(args.checkpoint).is_dir():
         raise CLIError(f"--checkpoint {args.checkpoint}: is a folder; give a file path")
     do_ablation = args.command == "demo" or bool(getattr(args, "ablate", False))
     if do_ablation:
         _check_ablation_mode(args.ablation_mode)
-    stages = _Stages(7 + do_ablation + (args.control != "none") + (not args.no_report), quiet=args.no_progress)
-    stages(f"loading model {args.model or '(default SmolLM2-135M-Instruct)'}")
-    model = load_cli_model(args.model, args.backend, args.device)
-    run = analyse(
-        model, prompts, settings=_settings(args, model, len(prompts)), stages=stages,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        chat_template={"auto": None, "yes": True, "no": False}[args.chat_template], checkpoint=args.checkpoint,
-        stop_at_eos=not args.full_length, tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate, score=args.score,
-        q=args.core_fraction, n_boot=args.n_boot, density=args.density, seed=args.seed,
-        control=None if args.control == "none" else args.control,
-        ablation=_ablation_settings(args, quick) | {"mode": args.ablation_mode} if do_ablation else None,
-        progress=not args.no_progress,
-    )
-    stages(f"saving results to {out}")
-    run.save(out)
-    report = None
-    if not args.no_report:
-        from synergy_lens.view.report import write_report
+    _check_device(args.device)
+    out = _check_out_dir(args.out)
+    _setup_runtime(args)
+    stages = _Stages(8 + do_ablation + (args.control != "none") + (not args.no_report), quiet=args.quiet)
+    with lock_folder(out, command=f"synergy-lens {args.command}"):
+        stages(f"loading model {args.model or '(default SmolLM2-135M-Instruct)'}")
+        model = load_cli_model(args.model, args.backend, args.device)
+        settings = _settings(args, model, len(prompts))
+        store = StageStore(out, settings=settings, resume=args.resume)
+        from synergy_lens.view.pipeline import analyse
 
-        stages("writing the HTML report")
-        report = write_report(run, out / "report.html")
+        run = analyse(
+            model, prompts, settings=settings, stages=stages, store=store, min_steps=args.min_steps,
+            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+            chat_template={"auto": None, "yes": True, "no": False}[args.chat_template], checkpoint=args.checkpoint,
+            stop_at_eos=not args.full_length, tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate,
+            score=args.score, q=args.core_fraction, n_boot=args.n_boot, density=args.density, seed=args.seed,
+            control=None if args.control == "none" else args.control,
+            ablation=_ablation_settings(args, quick) | {"mode": args.ablation_mode} if do_ablation else None,
+            progress=not args.no_progress, n_surrogates=args.n_surrogates,
+            robustness=[v for v in args.robustness if v != "none"], exclude_unstable=args.exclude_unstable,
+        )
+        stages.note(f"results saved in {out}" + (f" (reused: {', '.join(store.skipped)})" if store.skipped else ""))
+        report = None
+        if not args.no_report:
+            from synergy_lens.view.report import write_report
+
+            stages("writing the HTML report")
+            report = write_report(run, out / "report.html")
     _print_summary(run, report)
     stages.done()
     return 0
 
 
+def _check_series_options(args: argparse.Namespace) -> None:
+    """``--tau``, ``--max-new-tokens`` and ``--min-steps`` fit together (before any work)."""
+    need = phiid_min_steps(args.tau)
+    if args.max_new_tokens < need:
+        raise CLIError(
+            f"--tau {args.tau} needs series of at least tau + 5 = {need} steps (PhiID estimates a 4 x 4 "
+            f"covariance from the lag pairs), but --max-new-tokens is {args.max_new_tokens}: use "
+            f"--max-new-tokens {need} or more, or --tau {max(1, args.max_new_tokens - 5)} or less")
+    if args.min_steps is None:
+        args.min_steps = max(8, need)
+    elif args.min_steps < need:
+        raise CLIError(f"--min-steps {args.min_steps}: with --tau {args.tau} PhiID needs at least {need} steps; "
+                       f"use --min-steps {need} or more")
+    if args.min_steps > args.max_new_tokens:
+        raise CLIError(f"--min-steps {args.min_steps} is more than --max-new-tokens {args.max_new_tokens}: no "
+                       "answer could be that long; lower --min-steps or raise --max-new-tokens")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    """``report --from DIR``: writes only the report file (the folder's results are read)."""
+    from synergy_lens.runfolder import lock_folder
+
+    folder = _check_results_dir(args.source)
+    target = Path(args.out).expanduser() if args.out else folder / "report.html"
+    if target.is_dir():
+        raise CLIError(f"--out {args.out}: is a folder; give a file name such as report.html")
+    try:
+        from synergy_lens.runfolder import check_writable
+
+        check_writable(target.parent)
+    except OSError as err:
+        if args.out is None:
+            raise CLIError(f"--from {args.source}: the report goes to {target} by default, but {err.strerror}; "
+                           "pass --out FILE to write it elsewhere") from None
+        raise CLIError(f"--out {args.out}: {err.strerror}; choose a file in a folder you can write to") from None
     from synergy_lens.view.report import write_report
     from synergy_lens.view.results import RunResults
 
-    folder = _check_results_dir(args.source)
-    target = Path(args.out) if args.out else folder / "report.html"
-    if target.is_dir():
-        raise CLIError(f"--out {args.out}: is a folder; give a file name such as report.html")
-    if not os.access(target.parent if target.parent.exists() else Path("."), os.W_OK):
-        raise CLIError(f"--out {args.out}: cannot write there")
-    path = write_report(RunResults.load(folder), target, title=args.title)
-    size = path.stat().st_size / 1e6
-    print(f"Report: {path.resolve()} ({size:.1f} MB)")
+    inside = target.resolve().parent == folder.resolve()
+    with lock_folder(folder, command="synergy-lens report") if inside else contextlib.nullcontext():
+        path = write_report(RunResults.load(folder), target, title=args.title)
+    if not args.quiet:
+        print(f"Report: {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from synergy_lens.view.pipeline import ablation_step
-    from synergy_lens.view.report import write_report
-    from synergy_lens.view.results import RunResults
+    """``ablate --from DIR``: adds ``ablation.pt`` (and refreshes the report); nothing else changes."""
+    from synergy_lens.models import DEFAULT_MODEL
+    from synergy_lens.runfolder import StageStore, digest, lock_folder
 
     folder = _check_results_dir(args.source)
-    run = RunResults.load(folder)
-    if "activity" not in run or "scores" not in run:
-        raise CLIError(f"--from {args.source}: the folder has no activity.pt / scores.pt to ablate from")
     _check_ablation_mode(args.ablation_mode)
-    stages = _Stages(3, quiet=args.no_progress)
-    model_name = args.model if args.model is not None else run.settings.get("model")
-    from synergy_lens.models import DEFAULT_MODEL
+    _check_device(args.device)
+    try:
+        from synergy_lens.runfolder import check_writable
 
-    if model_name == DEFAULT_MODEL:
-        model_name = None
-    stages(f"loading model {model_name or '(default SmolLM2-135M-Instruct)'}")
-    model = load_cli_model(model_name, args.backend, args.device)
-    settings = _ablation_settings(args, args.quick) | {"mode": args.ablation_mode}
-    stages("ablation curve (core first vs random orders)")
-    run.add("ablation", ablation_step(model, run["activity"], run["scores"], settings, seed=args.seed,
-                                      progress=not args.no_progress))
-    run.settings["ablation"] = settings
-    stages(f"saving to {folder}")
-    run.save(folder)
-    if not args.no_report:
-        print(f"Report: {write_report(run, folder / 'report.html').resolve()}")
+        check_writable(folder)
+    except OSError as err:
+        raise CLIError(f"--from {args.source}: {err.strerror}, and ablate adds ablation.pt to the folder: copy it "
+                       "somewhere writable (cp -r DIR NEW) and run ablate --from NEW") from None
+    _setup_runtime(args)
+    stages = _Stages(3 + (not args.no_report), quiet=args.quiet)
+    with lock_folder(folder, command="synergy-lens ablate"):
+        from synergy_lens.view.pipeline import ablation_step
+        from synergy_lens.view.results import RunResults
+
+        run = RunResults.load(folder, only=["activity", "scores"])
+        if "activity" not in run or "scores" not in run:
+            raise CLIError(f"--from {args.source}: the folder has no activity.pt / scores.pt to ablate from")
+        model_name = args.model if args.model is not None else run.settings.get("model")
+        if model_name == DEFAULT_MODEL:
+            model_name = None
+        stages(f"loading model {model_name or '(default SmolLM2-135M-Instruct)'}")
+        model = load_cli_model(model_name, args.backend, args.device)
+        settings = _ablation_settings(args, args.quick) | {"mode": args.ablation_mode}
+        store = StageStore(folder)
+        stages("ablation curve (core first vs random orders)")
+        curve = ablation_step(model, run["activity"], run["scores"], settings, seed=args.seed,
+                              progress=not args.no_progress)
+        stages(f"adding ablation.pt to {folder}")
+        store.save("ablation", curve, key=digest({"ablation": settings, "seed": args.seed,
+                                                  "scores": run["scores"].score}), needs=("activity", "scores"))
+        store.update_settings({"ablation": settings})
+        report = None
+        if not args.no_report:
+            from synergy_lens.view.report import write_report
+
+            stages("refreshing the HTML report")
+            report = write_report(RunResults.load(folder), folder / "report.html")
+    _print_ablation(curve)
+    if report is not None:
+        print(f"Report: {report.resolve()}")
+    stages.done()
     return 0
+
+
+def _print_ablation(curve: Any) -> None:
+    """The numbers of an ablation curve: divergence per step, and the areas under the curves."""
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+        print("Ablation: behaviour divergence (nats, mean over prompts) after removing the first k heads")
+        print(curve.summary().to_string(index=False))
+    auc = curve.auc()
+    print("Area under the curve: " + ", ".join(f"{k} {v:.4g}" for k, v in auc.items()))
 
 
 def cmd_difficulty(args: argparse.Namespace) -> int:
     """``synergy-lens difficulty``: run the study, save results and figures into ``--out``."""
     from synergy_lens.dynamics.study import difficulty_study, summary_text, write_figures
+    from synergy_lens.runfolder import lock_folder
 
+    _check_device(args.device)
+    _check_out_dir(args.out)
+    _setup_runtime(args)
+    with lock_folder(args.out, command="synergy-lens difficulty"):
+        return _difficulty(args, difficulty_study, summary_text, write_figures)
+
+
+def _difficulty(args: argparse.Namespace, difficulty_study: Any, summary_text: Any, write_figures: Any) -> int:
     try:
         model = load_cli_model(args.model, args.backend, args.device)
         template = {"auto": None, "yes": True, "no": False}[args.chat_template]
@@ -517,22 +699,52 @@ def cmd_difficulty(args: argparse.Namespace) -> int:
     return 0
 
 
+_DEFAULT_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings as one line each (``synergy-lens: warning: ...``), without the source line."""
+    print(f"synergy-lens: warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+
+def _out_folder(args: argparse.Namespace) -> Path | None:
+    """The results folder a command writes stage by stage (None for report)."""
+    if args.command in ("run", "demo", "difficulty"):
+        folder = Path(args.out).expanduser()
+    elif args.command == "ablate":
+        folder = Path(args.source).expanduser()
+    else:
+        return None
+    return folder if folder.is_dir() else None
+
+
 _COMMANDS = {"demo": cmd_analyse, "run": cmd_analyse, "report": cmd_report, "ablate": cmd_ablate,
              "difficulty": cmd_difficulty}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synergy-lens`` script; returns the exit status."""
+    from synergy_lens.runfolder import FolderLocked
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            if warnings.showwarning is _DEFAULT_SHOWWARNING:  # not when a caller records warnings
+                warnings.showwarning = _show_warning
+            return _COMMANDS[args.command](args)
     except CLIError as err:
         parser.exit(2, f"synergy-lens {args.command}: error: {err}\n")
-    except KeyboardInterrupt:
-        print("\nsynergy-lens: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        notes = "".join(f"\n{note}" for note in getattr(err, "__notes__", []))  # e.g. how to resume a recording
+        where = _out_folder(args)
+        saved = (f"\nFinished stages are saved in {where}; run the same command again to resume."
+                 if where is not None else "")
+        print(f"\nsynergy-lens: interrupted{notes}{saved}", file=sys.stderr)
         return 130
+    except FolderLocked as err:
+        parser.exit(2, f"synergy-lens {args.command}: error: {err}\n")
     except (FileNotFoundError, ValueError, TypeError, RuntimeError, OSError) as err:
         if getattr(args, "debug", False):
             raise

@@ -131,12 +131,12 @@ def test_run_saves_files_that_load_back(tiny_run):
 
 def test_run_prints_summary_and_report_path(tmp_path, capsys):
     code, out, err = invoke(["run", *FAST, "--n-prompts", "3", "--out", str(tmp_path / "r"), "--no-report",
-                             "--score", "synergy_fraction", "--core-fraction", "0.5"], capsys)
+                             "--score", "synergy_fraction", "--core-fraction", "0.5", "--quiet"], capsys)
     assert code == 0
     assert "Per-layer summary (score: synergy_fraction" in out
     assert "Synergistic core (6 heads)" in out and "Report:" not in out
     assert not (tmp_path / "r" / "report.html").exists()
-    assert err == ""  # --no-progress: nothing on stderr
+    assert err == ""  # --no-progress --quiet: nothing on stderr
 
 
 def test_report_command(tiny_run, tmp_path, capsys):

@@ -17,10 +17,10 @@ def test_payload_roundtrip_and_format_tag(tmp_path):
     tensors, header = load_payload(path, "x/1")
     assert torch.equal(tensors["a"], torch.arange(3)) and "skip" not in tensors
     assert header == {"k": [1, 2]}
-    with pytest.raises(ValueError, match="holds 'x/1', not 'y/1'"):
+    with pytest.raises(ValueError, match="expected 'y/1', found 'x/1'"):
         load_payload(path, "y/1")
     torch.save({"no": torch.zeros(1)}, tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match="not a synergy-lens result file"):
+    with pytest.raises(ValueError, match="without a synergy-lens header"):
         load_payload(tmp_path / "plain.pt", "x/1")
 
 

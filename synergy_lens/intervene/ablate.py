@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -405,8 +406,8 @@ def noise_heads(
         The ``(layer, head)`` pairs that were perturbed.
     """
     adapter = adapt(model)
-    if std < 0:
-        raise ValueError(f"std must be >= 0, got {std}")
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
+        raise ValueError(f"std must be a finite number >= 0 (the noise scale; paper (B): 0.5), got {std!r}")
     bad = [w for w in weights if w not in ("W_Q", "W_O")]
     if bad:
         raise ValueError(f"unknown weights {bad}: noise_heads perturbs 'W_Q' and/or 'W_O'")

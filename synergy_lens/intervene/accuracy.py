@@ -41,6 +41,7 @@ from torch import Tensor
 
 from synergy_lens._binomial import wilson_interval
 from synergy_lens._io import SavedFields
+from synergy_lens._repr import SummaryRepr
 from synergy_lens.intervene.ablate import (
     AblationMode,
     ablate_heads,
@@ -140,8 +141,8 @@ def _prompt_ids(adapter: ModelAdapter, tasks: Sequence[Any], chat_template: bool
 # ----------------------------------------------------------------------------- accuracy
 
 
-@dataclass
-class AccuracyResult(SavedFields):
+@dataclass(repr=False)
+class AccuracyResult(SummaryRepr, SavedFields):
     """Task accuracy per ablation condition.
 
     Attributes:
@@ -295,8 +296,8 @@ def accuracy_under_ablation(
 # ----------------------------------------------------------------------------- layer skipping
 
 
-@dataclass
-class LayerSkipResult(SavedFields):
+@dataclass(repr=False)
+class LayerSkipResult(SummaryRepr, SavedFields):
     """Every layer skipped in turn: behaviour divergence and task accuracy per layer.
 
     Attributes:

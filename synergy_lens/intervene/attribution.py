@@ -72,6 +72,7 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 from synergy_lens._io import SavedFields
+from synergy_lens._repr import SummaryRepr
 from synergy_lens.models.adapter import ModelAdapter, adapt
 
 if TYPE_CHECKING:
@@ -122,8 +123,8 @@ def quadrature(method: str, steps: int) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64)
 
 
-@dataclass
-class IGResult(SavedFields):
+@dataclass(repr=False)
+class IGResult(SummaryRepr, SavedFields):
     """Integrated-gradients attributions, per prompt.
 
     Attributions are in the units of f (nats of log-probability by default).

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._repr import SummaryRepr
 from synergy_lens.intervene.ablate import (
     AblationMode,
     _ResampleState,
@@ -382,8 +383,8 @@ def _orders(adapter: ModelAdapter, order: Any) -> dict[str, list[tuple[int, int]
 # ----------------------------------------------------------------------------- the curve
 
 
-@dataclass
-class AblationCurve:
+@dataclass(repr=False)
+class AblationCurve(SummaryRepr):
     """Cumulative ablation curves: divergence after ablating the first k heads of each order.
 
     Attributes:

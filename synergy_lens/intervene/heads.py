@@ -15,6 +15,7 @@ Units follow ARCHITECTURE.md: unit = layer * n_heads + head, label ``f"L{layer}H
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -54,10 +55,15 @@ def parse_head(item: Any, n_layers: int, n_heads: int) -> tuple[int, int]:
             )
         layer, head = int(m.group(1)), int(m.group(2))
     elif isinstance(item, Sequence) and len(item) == 2 and not isinstance(item, (str, bytes)):
-        try:
-            layer, head = int(item[0]), int(item[1])
+        try:  # operator.index: ints (Python, numpy, torch), never floats or bools
+            if any(isinstance(v, bool) for v in item):
+                raise TypeError
+            layer, head = operator.index(item[0]), operator.index(item[1])
         except (TypeError, ValueError):
-            raise TypeError(f"bad head {item!r}: a (layer, head) pair needs two integers") from None
+            raise TypeError(
+                f"bad head {item!r}: a (layer, head) pair needs two integers, got "
+                f"({type(item[0]).__name__}, {type(item[1]).__name__})"
+            ) from None
     elif isinstance(item, Tensor) and item.numel() == 2:
         layer, head = (int(v) for v in item.flatten().tolist())
     else:

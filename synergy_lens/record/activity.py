@@ -41,7 +41,7 @@ from synergy_lens._io import atomic_torch_save
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HeadActivity", "atomic_torch_save"]
+__all__ = ["HeadActivity", "atomic_torch_save", "drop_short_prompts"]
 
 _FORMAT = "synergy_lens.HeadActivity/1"
 
@@ -194,6 +194,22 @@ class HeadActivity:
             f"signal={self.settings.get('signal')!r})"
         )
 
+    def select(self, indices: list[int]) -> HeadActivity:
+        """The recording of the prompts ``indices`` only (in that order); settings unchanged."""
+        idx = [int(i) for i in indices]
+
+        def pick(items: list[Any]) -> list[Any]:
+            return [items[i] for i in idx]
+
+        return HeadActivity(
+            values=self.values[idx], lengths=None if self.lengths is None else self.lengths[idx],
+            prompts=pick(self.prompts), categories=None if self.categories is None else pick(self.categories),
+            prompt_ids=pick(self.prompt_ids), generated_ids=pick(self.generated_ids),
+            completions=pick(self.completions), model_name=self.model_name,
+            model_config=dict(self.model_config), settings=dict(self.settings),
+            prompt_texts=pick(self.prompt_texts),
+        )
+
     # -- persistence ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A plain dict: two tensors and a JSON string (what :meth:`save` writes)."""
@@ -231,13 +247,20 @@ class HeadActivity:
     @classmethod
     def load(cls, path: str | Path) -> HeadActivity:
         """Read a file written by :meth:`save`; values and ids round-trip bit for bit."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved HeadActivity at {path}")
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} is not a saved HeadActivity")
-        return cls.from_dict(data)
+        from synergy_lens._io import load_torch_file
+
+        path = Path(path).expanduser()
+        data = load_torch_file(path, "a saved HeadActivity (HeadActivity.save)")
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            what = f"format {found!r}" if found else f"a {type(data).__name__} without a HeadActivity format tag"
+            raise ValueError(f"{path}: expected a saved HeadActivity ({_FORMAT!r}), found {what}: "
+                             "give the path of a file written by HeadActivity.save()")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: a HeadActivity file whose contents do not fit together "
+                             f"({type(err).__name__}: {err}); recreate it") from None
 
 
 def _fill(items: list[Any], n: int, empty: Any, name: str) -> list[Any]:
@@ -246,3 +269,45 @@ def _fill(items: list[Any], n: int, empty: Any, name: str) -> list[Any]:
     if len(items) != n:
         raise ValueError(f"{name} has {len(items)} entries for {n} prompts")
     return list(items)
+
+
+def drop_short_prompts(
+    activity: HeadActivity, min_steps: int, *, min_prompts: int = 2
+) -> tuple[HeadActivity, list[int]]:
+    """Leave out prompts whose series is shorter than ``min_steps`` (a short answer that ended
+    at EOS); returns the rest and the indices left out, with a warning naming them.
+
+    Raises ``ValueError`` when fewer than ``min_prompts`` prompts remain: generate every
+    series to full length (``stop_at_eos=False``, CLI ``--full-length``) or lower
+    ``min_steps`` (CLI ``--min-steps``).
+    """
+    import warnings
+
+    assert activity.lengths is not None
+    lengths = [int(n) for n in activity.lengths.tolist()]
+    short = [i for i, n in enumerate(lengths) if n < min_steps]
+    if not short:
+        return activity, []
+
+    def describe(i: int) -> str:
+        text = activity.prompts[i] if i < len(activity.prompts) else ""
+        text = text if len(text) <= 40 else text[:37] + "..."
+        return f"{i} ({lengths[i]} tokens: {text!r})"
+
+    listed = ", ".join(describe(i) for i in short[:8]) + (f" and {len(short) - 8} more" if len(short) > 8 else "")
+    fix = ("generate every series to max_new_tokens steps with stop_at_eos=False (CLI: --full-length), "
+           "or lower min_steps (CLI: --min-steps)")
+    keep = [i for i in range(activity.n_prompts) if i not in set(short)]
+    if len(keep) < min_prompts:
+        raise ValueError(
+            f"only {len(keep)} of {activity.n_prompts} prompts have at least min_steps={min_steps} "
+            f"generated tokens (the model ended the others at EOS: {listed}); PhiID needs at least "
+            f"{min_prompts}. To fix: {fix}"
+        )
+    warnings.warn(
+        f"leaving out {len(short)} prompt(s) whose answers are shorter than min_steps={min_steps} tokens: "
+        f"{listed}. To keep them: {fix}",
+        UserWarning,
+        stacklevel=2,
+    )
+    return activity.select(keep), short

@@ -32,7 +32,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from synergy_lens._io import atomic_torch_save
+from synergy_lens._io import atomic_torch_save, load_torch_file
 
 __all__ = ["Checkpoint", "RecordingState", "fingerprint", "weights_digest"]
 
@@ -117,13 +117,8 @@ class Checkpoint:
         self._remove_orphans()
         if not self.path.exists():
             return False
-        try:
-            data = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(
-                f"cannot read the checkpoint {self.path} ({type(err).__name__}: {err}): delete it "
-                "to start over, or pass another checkpoint path"
-            ) from err
+        data = load_torch_file(self.path, "a synergy-lens recording checkpoint",
+                               fix="delete it to start over, or pass another checkpoint path")
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ValueError(
                 f"{self.path} is not a synergy-lens recording checkpoint: pass another path"

@@ -92,7 +92,7 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     if not path.is_file():
         raise FileNotFoundError(f"no prompt file at {path}")
     suffix = path.suffix.lower()
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not prompt text
     if suffix == ".txt":
         prompts = [Prompt(line.strip()) for line in lines if line.strip()]
     elif suffix == ".jsonl":

@@ -4,8 +4,12 @@
 
 1. record every head's activity while generating (``record_head_activity``);
 2. PhiID of every pair of heads (``decompose``);
-3. per-head scores, layer profiles of both the rank gradient and the synergy fraction
-   (science.md's pitfall: always look at both), the core (``find_core``);
+3. unstable heads (``unit_stability``), per-head scores, layer profiles of the rank
+   gradient, (B)'s released ``syn_minus_red`` and the synergy fraction (docs/science.md,
+   "Scores and their sources": always look at all three), the core (``find_core``) and the
+   bootstrap of ranks and core membership (``rank_uncertainty``);
+3b. the headline: every profile's inverted-U index against the autocorrelation-preserving
+   surrogate null, and the robustness table (``analysis.headline``, ``analysis.robustness``);
 4. the synergy/redundancy graph comparison (``topology_table``);
 5. optionally a randomised control (paper (B)) and a short ablation curve (paper (B),
    ablation 1);
@@ -21,9 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from synergy_lens.record.checkpoint import weights_digest
+from synergy_lens.runfolder import StageStore, stage_result
 from synergy_lens.view.results import RunResults
 
-__all__ = ["ablation_step", "analyse", "control_step"]
+__all__ = ["ablation_step", "analyse", "control_step", "headline_step", "score_step"]
 
 
 def _noop(text: str) -> None:
@@ -54,8 +60,13 @@ def analyse(
     settings: dict[str, Any] | None = None,
     stages: Callable[[str], None] = _noop,
     progress: bool = True,
+    min_steps: int | None = None,
+    store: StageStore | None = None,
+    n_surrogates: int = 19,
+    robustness: Sequence[str] | None = ("detrended", "pooled"),
+    exclude_unstable: bool = False,
 ) -> RunResults:
-    """Record, decompose and analyse; returns every result by name (not yet saved).
+    """Record, decompose and analyse; returns every result by name (saved only with ``store``).
 
     Args:
         model: HookedTransformer, TransformerBridge or ``ModelAdapter``.
@@ -72,6 +83,18 @@ def analyse(
         settings: recorded in the run (the report prints them).
         stages: called with a short text at the start of each step (the CLI prints it).
         progress: tqdm progress bars.
+        min_steps: leave out prompts whose series is shorter (a warning names them; too few
+            left is an error), see ``record.drop_short_prompts``. None: keep every prompt.
+        n_surrogates: circular-shift surrogates for the headline test of every score's
+            layer profile and for each robustness variant (``analysis.headline``).
+        robustness: analysis choices re-run besides the baseline (``analysis.robustness``
+            ``VARIANTS``: ``"detrended"``, ``"pooled"``, ``"tau10"``, ``"ccs"``); None or
+            empty: none.
+        exclude_unstable: leave heads whose series are too coarse (``analysis.stability``)
+            out of every score; by default they are only marked.
+        store: a :class:`~synergy_lens.runfolder.StageStore`: each step's results are saved
+            into its folder as soon as they exist, and the recording, PhiID, control and
+            ablation of an earlier call with the same settings are loaded, not recomputed.
 
     Returns:
         :class:`RunResults` with ``activity``, ``phiid``, ``scores``,
@@ -79,10 +102,9 @@ def analyse(
         ``core``, ``topology``, ``layer_summary``, ``tokens``, ``attention`` and, when asked
         for, ``control`` and ``ablation``.
     """
-    from synergy_lens.analysis import find_core, layer_profile, synergy_scores, topology_table
+    from synergy_lens.analysis import topology_table
     from synergy_lens.models.adapter import adapt
     from synergy_lens.phiid import decompose
-    from synergy_lens.record import record_head_activity
     from synergy_lens.view.circuits import head_attention, token_strings
     from synergy_lens.view.report import layer_summary
 
@@ -93,42 +115,141 @@ def analyse(
                               "chat_template": chat_template, "stop_at_eos": stop_at_eos}
     dec_kw: dict[str, Any] = {"tau": tau, "redundancy": redundancy, "aggregate": aggregate}
 
+    if store is not None:
+        stages = store.saving_stages(stages, run)
+        if checkpoint is None:  # an interrupted recording resumes batch by batch
+            checkpoint = str(store.folder / ".recording.ckpt")
+
     stages(f"recording {len(prompts)} prompts x {max_new_tokens} new tokens")
-    activity: Any = record_head_activity(model, list(prompts), checkpoint=checkpoint, progress=progress, **rec_kw)
-    run.add("activity", activity)
+    rec_key = {"record": rec_kw, "min_steps": min_steps, "model": adapter.name,
+               "weights": weights_digest(adapter.model) if store is not None else None,
+               "prompts": [[getattr(p, "text", p), getattr(p, "category", None)] for p in prompts]}
+    activity: Any = stage_result(store, run, "activity", rec_key, lambda: _record(
+        model, prompts, store, min_steps, checkpoint=checkpoint, progress=progress, **rec_kw))
+    if activity.settings.get("dropped_prompts"):
+        kept = set(activity.settings["kept_prompts"])
+        prompts = [p for i, p in enumerate(prompts) if i in kept]
 
     stages(f"PhiID of {adapter.n_units * (adapter.n_units - 1) // 2} head pairs")
-    result = decompose(activity, progress=progress, **dec_kw)
-    run.add("phiid", result)
+    result = stage_result(store, run, "phiid", dec_kw, lambda: decompose(activity, progress=progress, **dec_kw))
 
-    stages("scores, layer profiles and the synergistic core")
-    scores = synergy_scores(result, score=score)
-    run.add("scores", scores)
-    for name in dict.fromkeys(("rank_gradient", "synergy_fraction", score)):
-        run.add(f"profile_{name}", layer_profile(result, score=name, n_boot=n_boot, seed=seed))
-    core = find_core(scores, q=q)
-    run.add("core", core)
+    stages("scores, layer profiles, rank uncertainty and the synergistic core")
+    scores, core = score_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed,
+                              exclude_unstable=exclude_unstable)
     run.add("layer_summary", layer_summary(scores, run.get(f"profile_{score}"), core))
+
+    stages(f"headline: layer profiles against {n_surrogates} autocorrelation-preserving surrogates"
+           + (f"; robustness ({', '.join(robustness)})" if robustness else ""))
+    headline_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed, n_surrogates=n_surrogates,
+                  robustness=robustness, exclude_unstable=exclude_unstable, progress=progress)
 
     stages("graph topology of the synergy and redundancy networks")
     run.add("topology", topology_table(result, density=density, seed=seed))
 
     if control is not None:
         stages(f"randomised control ({control}): record and decompose it")
-        run.add("control", control_step(model, list(prompts), result, control, seed=seed, n_boot=n_boot,
-                                        record_kwargs=rec_kw | {"progress": progress},
-                                        decompose_kwargs=dec_kw | {"progress": progress}), file="control")
+        stage_result(store, run, "control", {"control": control, "seed": seed, "n_boot": n_boot, "record": rec_kw,
+                                             "decompose": dec_kw},
+                     lambda: control_step(model, list(prompts), result, control, seed=seed, n_boot=n_boot,
+                                          record_kwargs=rec_kw | {"progress": progress},
+                                          decompose_kwargs=dec_kw | {"progress": progress}), file="control")
 
     if ablation is not None:
         stages("ablation curve: core heads first vs random orders")
-        run.add("ablation", ablation_step(model, activity, scores, ablation, seed=seed, progress=progress))
         run.settings["ablation"] = dict(ablation)
+        stage_result(store, run, "ablation", {"ablation": ablation, "seed": seed, "scores": scores.score},
+                     lambda: ablation_step(model, activity, scores, ablation, seed=seed, progress=progress),
+                     needs=("activity", "scores"))
 
     stages("CircuitsVis data: attention of the top heads, generated tokens")
     p = view_prompt if view_prompt < activity.n_prompts else 0
     run.add("attention", head_attention(model, activity.full_ids(p), scores, k=attention_heads))
     run.add("tokens", [token_strings(adapter.tokenizer, ids) for ids in activity.generated_ids])
+    if store is not None:
+        store.flush(run)
     return run
+
+
+def _record(model: Any, prompts: Sequence[Any], store: StageStore | None, min_steps: int | None,
+            **kwargs: Any) -> Any:
+    """Record; save the whole recording at once, then leave out prompts shorter than ``min_steps``."""
+    from synergy_lens.record import record_head_activity
+    from synergy_lens.record.activity import drop_short_prompts
+    from synergy_lens.record.degenerate import DegenerateRecordingError
+
+    try:
+        activity = record_head_activity(model, list(prompts), **kwargs)
+    except DegenerateRecordingError as err:  # keep the finished recording, say why it is unusable
+        if store is not None:
+            store.save("activity", err.activity, key=None)
+        if min_steps is not None:
+            drop_short_prompts(err.activity, min_steps)  # raises when short answers are the cause
+        raise
+    if min_steps is None:
+        return activity
+    short = [i for i, n in enumerate(activity.lengths.tolist()) if n < min_steps]
+    if short and store is not None:  # kept even if too few prompts are usable
+        store.save("activity", activity, key=None)
+    used, dropped = drop_short_prompts(activity, min_steps)
+    if dropped:
+        kept = [i for i in range(activity.n_prompts) if i not in set(dropped)]
+        used.settings.update(dropped_prompts=dropped, kept_prompts=kept, min_steps=min_steps)
+    return used
+
+
+def score_step(
+    run: RunResults, activity: Any, result: Any, *, score: str, q: float, n_boot: int, seed: int,
+    exclude_unstable: bool = False,
+) -> tuple[Any, Any]:
+    """Unstable heads, every score, the profiles of the three headline scores, the core and the
+    bootstrap of ranks and core membership (items ``stability``, ``scores``, ``profile_<score>``,
+    ``core``, ``ranks``). Returns ``(scores, core)``."""
+    from synergy_lens.analysis import find_core, layer_profile, synergy_scores
+    from synergy_lens.analysis.headline import HEADLINE_SCORES, _excluding
+    from synergy_lens.analysis.stability import unit_stability
+    from synergy_lens.analysis.uncertainty import rank_uncertainty
+
+    stability = unit_stability(activity)
+    run.add("stability", stability)
+    drop = stability.unstable.flatten() if exclude_unstable else None
+    scores = synergy_scores(result, score=score, unstable=stability, exclude=exclude_unstable)
+    run.add("scores", scores)
+    for name in dict.fromkeys((*HEADLINE_SCORES, score)):
+        profile = layer_profile(result, score=_excluding(name, drop), n_boot=n_boot, seed=seed)
+        profile.score = name
+        run.add(f"profile_{name}", profile)
+    core = find_core(scores, q=q)
+    run.add("core", core)
+    if n_boot > 0 and getattr(result, "per_prompt_sts", None) is not None and result.per_prompt_sts.shape[0] > 1:
+        run.add("ranks", rank_uncertainty(result, score=score, q=q, n_boot=n_boot, seed=seed, unstable=stability,
+                                          exclude=exclude_unstable))
+    return scores, core
+
+
+def headline_step(
+    run: RunResults, activity: Any, result: Any, *, score: str, q: float, n_boot: int, seed: int,
+    n_surrogates: int, robustness: Sequence[str] | None, exclude_unstable: bool = False, progress: bool = True,
+) -> None:
+    """The headline test of every score's profile against the surrogate null, and the
+    robustness table (items ``headline``, ``surrogates``, ``robustness``). Needs per-prompt
+    PhiID (``aggregate="mean_over_prompts"``) and two or more prompts; skipped otherwise."""
+    from synergy_lens.analysis.headline import headline
+    from synergy_lens.analysis.robustness import robustness as robustness_table
+
+    if n_surrogates < 2 or getattr(result, "per_prompt_sts", None) is None or result.per_prompt_sts.shape[0] < 2:
+        return
+    stability = run.get("stability")
+    profiles = {k: v for k, v in run.profiles().items()}
+    hl, test = headline(activity, result, n_surrogates=n_surrogates, n_boot=n_boot, q=q, core_score=score,
+                        seed=seed, unstable=stability, exclude=exclude_unstable, profiles=profiles,
+                        progress=progress)
+    run.add("headline", hl)
+    run.add("surrogates", test)
+    if robustness:
+        variants = ["baseline", *[v for v in robustness if v != "baseline"]]
+        run.add("robustness", robustness_table(activity, variants=variants, n_surrogates=n_surrogates,
+                                               n_boot=min(n_boot, 200), seed=seed, unstable=stability,
+                                               exclude=exclude_unstable, baseline=hl, progress=progress))
 
 
 def ablation_step(

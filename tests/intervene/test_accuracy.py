@@ -124,5 +124,5 @@ def test_results_save_and_load(tiny3, clean_run, tmp_path):
     again = LayerSkipResult.load(tmp_path / "skip.pt")
     assert torch.equal(again.divergence_per_prompt, sweep.divergence_per_prompt)
     pd.testing.assert_frame_equal(again.to_dataframe(), sweep.to_dataframe())
-    with pytest.raises(ValueError, match="not 'synergy_lens.AccuracyResult/1'"):
+    with pytest.raises(ValueError, match="expected 'synergy_lens.AccuracyResult/1'"):
         AccuracyResult.load(tmp_path / "skip.pt")

@@ -111,5 +111,5 @@ def test_invalid_construction_and_loading(tmp_path):
     with pytest.raises(FileNotFoundError):
         HeadActivity.load(tmp_path / "missing.pt")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a saved HeadActivity"):
+    with pytest.raises(ValueError, match="expected a saved HeadActivity"):
         HeadActivity.load(tmp_path / "other.pt")

@@ -89,7 +89,7 @@ def test_mismatching_checkpoint_is_refused(tiny, backend, tmp_path):
     with pytest.raises(ValueError, match=r"differs in: model"):
         _rec(other, ["abc", "de"], checkpoint=ckpt)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read the checkpoint"):
+    with pytest.raises(ValueError, match="expected a synergy-lens recording checkpoint.*delete it to start over"):
         _rec(tiny, ["abc"], checkpoint=tmp_path / "junk.pt")
 
 
