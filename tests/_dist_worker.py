@@ -1,0 +1,69 @@
+"""A torchrun worker for tests/test_distributed.py: sharded recording and PhiID, tiny model.
+
+Usage: python -m torch.distributed.run --standalone --nproc-per-node N tests/_dist_worker.py
+OUT CHECKPOINT. With SYNERGY_LENS_TEST_DIE_RANK=r, rank r exits hard right after its first
+checkpoint save (a killed worker), once: a marker file beside OUT records that it happened.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import synergy_lens as sl
+from synergy_lens import distributed as D
+from synergy_lens.record import checkpoint as C
+
+PROMPTS = [
+    "the cat sat on the mat",
+    "a b c d",
+    "one two three",
+    "hello there",
+    "dogs bark at night",
+    "x y",
+]
+SETTINGS = {"max_new_tokens": 12, "batch_size": 1, "stop_at_eos": False, "progress": False}
+
+
+def tiny():
+    return sl.tiny_model("bridge", n_layers=2, n_heads=4, n_kv_heads=2, d_head=8, seed=0)
+
+
+def main(out: Path, ckpt: Path) -> None:
+    dist.init_process_group("gloo")
+    rank, _ = D.world()
+    die = os.environ.get("SYNERGY_LENS_TEST_DIE_RANK")
+    marker = out.with_suffix(".died")
+    if die is not None and int(die) == rank and not marker.exists():
+        save = C.Checkpoint.save
+
+        def save_then_die(self, state):
+            save(self, state)
+            marker.write_text(str(state.n_done))
+            os._exit(17)
+
+        C.Checkpoint.save = save_then_die  # type: ignore[method-assign]
+    activity = D.record_sharded(tiny(), PROMPTS, checkpoint=ckpt, **SETTINGS)
+    result = D.decompose_sharded(activity, progress=False)
+    if D.is_main():
+        torch.save(
+            {
+                "activity": activity.to_dict(),
+                "atoms": result.atoms,
+                "per_sts": result.per_prompt_sts,
+                "per_rtr": result.per_prompt_rtr,
+                "meta": result.meta,
+            },
+            out,
+        )
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
