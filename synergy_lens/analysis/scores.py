@@ -3,20 +3,43 @@
 What and why
 ------------
 PhiID gives, for every ordered pair of heads (i, j), persistent synergy ``sts[i, j]`` and
-persistent redundancy ``rtr[i, j]``. The protocol of Urbina-Rodriguez et al. (paper (B),
-arXiv 2601.06851, "Methods") summarises a head by the mean over all pairs that involve it,
-ranks heads by that mean synergy and by that mean redundancy, and calls
+persistent redundancy ``rtr[i, j]``. Every score below summarises a head by the pairs that
+involve it (its *partners*, the diagonal never counts) and is oriented so that larger means
+more synergy-dominated. They do not agree with each other, and published numbers were made
+with different ones, so this module computes all of them on the same atoms, says where each
+comes from, and reports how well they agree (:meth:`HeadScores.agreement_table`).
 
-    rank gradient = rank(mean sts) - rank(mean rtr)
+Where each definition comes from (docs/science.md, "Scores and their sources")
+--------------------------------------------------------------------------------
+=================  ==============================================  =====================================
+score              definition (per head i)                         source
+=================  ==============================================  =====================================
+rank_gradient      ``floor(tiedrank(mean sts)) -                   text of paper (B) (arXiv 2601.06851,
+                   floor(tiedrank(mean rtr))``                     Methods) and the MATLAB reference of
+                                                                   Luppi et al. (``tiedrank``)
+syn_minus_red      ordinal rank (1 = lowest) of                    the released code of (B),
+                   ``mean_j (sts[i, j] - rtr[i, j])``              ``src/it-llms``, ``PromptPhyID.
+                                                                   syn_minus_red_rank``; it makes (B)'s
+                                                                   figures
+synergy_fraction   ``mean_j sts / (|sts| + |rtr|)``                the independent reproduction of (B)
+                                                                   (marimeireles/rep-synergy-llm), a
+                                                                   per-pair normalised score
+mean_sts,          ``mean_j sts[i, j]``, ``mean_j rtr[i, j]``      all of the above (their ingredients)
+mean_rtr
+=================  ==============================================  =====================================
 
-(reference MATLAB: ``floor(tiedrank(mean(syn))) - floor(tiedrank(mean(red)))``).
-
-The known pitfall (science.md): per-head mean sts and mean rtr are often strongly rank
-correlated (Spearman ~0.9 on Pythia-1B and Qwen3-8B), because both grow with a head's
-total time-delayed information and autocorrelation; their rank difference can then cancel
-a real layer profile. A per-pair normalised score, ``sts / (sts + rtr)``, does not cancel
-that way. So this module computes every score, always reports the Spearman correlation of
-mean sts with mean rtr, and lets the caller choose which score drives the profile/core.
+When they disagree: ``rank_gradient`` ranks synergy and redundancy *separately* and
+subtracts the ranks; ``syn_minus_red`` subtracts the atoms first (in nats) and ranks the
+difference once. Where mean sts and mean rtr are strongly rank-correlated across heads
+(both grow with a head's overall time-delayed information and autocorrelation; Spearman
+about 0.9 on Pythia-1B and Qwen3-8B) the rank difference cancels most of the signal while
+the nats difference keeps whichever atom has the larger spread. On SmolLM2-135M (10
+prompts, same atoms) the two head rankings correlate at Spearman 0.43 and their layer
+profiles at Pearson 0.53; the inverted-U index is 0.28 under ``rank_gradient`` and 0.43
+under ``syn_minus_red``. So the paper's text and its figures rest on different scores: use
+``syn_minus_red`` to reproduce the figures, ``rank_gradient`` to follow the text, and look
+at ``synergy_fraction`` too. None of them is tested against chance by itself: see
+``analysis.headline`` for the surrogate null of the layer profile.
 
 Definitions (all on the prompt-averaged atoms; ``[..., unit, unit]`` in, ``[..., unit]`` out)
 ------------------------------------------------------------------------------------------
@@ -30,12 +53,27 @@ Definitions (all on the prompt-averaged atoms; ``[..., unit, unit]`` in, ``[...,
 - **rank_gradient**: ``floor(r(mean_sts)) - floor(r(mean_rtr))`` with ``r`` the 1-based
   average rank of ties (MATLAB ``tiedrank`` = ``scipy.stats.rankdata(method="average")``);
   NaN heads are left out of the ranking and get NaN. Larger = more synergy-dominated.
+- **syn_minus_red**: ``d_i = nanmean_{j != i}`` of the symmetrised ``sts - rtr``, then
+  :func:`ordinal_rank`: ranks 1..n from the lowest to the highest ``d`` (most synergistic
+  = n), every head a distinct rank. The released code ranks with NumPy's default
+  ``argsort``, which is not a stable sort, so the order it gives tied heads is
+  unspecified; we break ties by unit index (the lower unit gets the lower rank), which
+  equals it whenever no two heads tie. Two more differences, both deliberate: the
+  released code averages over a ``[layer, head]`` grid of partners whose self-pair cell
+  is never written (the array is allocated uninitialised; where it holds 0 every head's
+  mean is scaled by the same ``(n-1)/n`` and the ranks do not change), and it has no NaN
+  handling (NumPy sorts NaN last, i.e. as the most synergistic); we exclude the
+  self-pair and give a NaN head NaN, ranking the others 1..n_valid.
 - **synergy_fraction**: per pair ``f = sts / (|sts| + |rtr|)``, then the head mean as above.
   Whenever sts >= 0 and rtr >= 0 this is exactly ``sts / (sts + rtr)``; under MMI rtr is
   always >= 0 (a minimum of mutual informations) and sts is rarely negative. The absolute
   values keep f in [-1, 1] where sts < 0: the literal ``sts / (sts + rtr)`` explodes when
   the two nearly cancel (sts = -0.010, rtr = 0.011 gives -10) and one such pair would
   dominate a head's mean. A pair with ``|sts| + |rtr| == 0`` or a NaN atom is NaN (skipped).
+
+Unstable heads (``analysis.stability``) can be marked in :class:`HeadScores`
+(``unstable=``) or left out of every score (``exclude=``): their rows and columns are set
+to NaN before scoring, so they get NaN and no other head averages over them.
 
 Scores are pluggable: :func:`register_score` adds a function ``(sts, rtr) -> [..., unit]``
 (batched over leading dims, as the bootstrap in ``profile.py`` calls it on
@@ -52,11 +90,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens.phiid.summaries import PairSummaries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,15 +110,18 @@ __all__ = [
     "ScoreName",
     "get_score",
     "head_mean",
+    "ordinal_rank",
     "pair_fraction",
     "rank_gradient",
     "register_score",
+    "score_agreement",
     "symmetrize",
+    "syn_minus_red",
     "synergy_scores",
     "tiedrank_floor",
 ]
 
-ScoreName = Literal["rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr"]
+ScoreName = Literal["rank_gradient", "syn_minus_red", "synergy_fraction", "mean_sts", "mean_rtr"]
 """The built-in per-head scores (see the module docstring for their definitions)."""
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -147,6 +189,37 @@ def rank_gradient(
     return tiedrank_floor(head_mean(sts)) - tiedrank_floor(head_mean(rtr))
 
 
+def ordinal_rank(x: Float[Tensor, "... unit"]) -> Float[Tensor, "... unit"]:
+    """Ordinal ranks along the last dim: 1 for the lowest value, n for the highest.
+
+    Every entry gets a distinct rank; ties are broken by position (the earlier entry gets
+    the lower rank: a stable sort). NaN entries are left out and stay NaN, so the finite
+    ones are ranked 1..n_finite.
+
+    Example:
+        >>> ordinal_rank(torch.tensor([0.5, -1.0, 0.5, float("nan"), 2.0])).tolist()
+        [2.0, 1.0, 3.0, nan, 4.0]
+    """
+    arr = x.detach().to("cpu", torch.float64).numpy()
+    flat = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
+    out = np.full(flat.shape, np.nan)
+    for row, values in enumerate(flat):
+        ok = np.flatnonzero(np.isfinite(values))
+        order = ok[np.argsort(values[ok], kind="stable")]
+        out[row, order] = np.arange(1, ok.size + 1)
+    return torch.from_numpy(out.reshape(arr.shape)).to(device=x.device)
+
+
+def syn_minus_red(
+    sts: Float[Tensor, "... unit unit"], rtr: Float[Tensor, "... unit unit"]
+) -> Float[Tensor, "... unit"]:
+    """The score of (B)'s released code: ordinal rank of each head's mean over partners of ``sts - rtr``.
+
+    Rank 1 = least synergistic, n = most (see the module docstring for the tie and NaN rules).
+    """
+    return ordinal_rank(torch.nanmean(symmetrize(sts) - symmetrize(rtr), dim=-1))
+
+
 def _synergy_fraction(sts: Tensor, rtr: Tensor) -> Tensor:
     return torch.nanmean(pair_fraction(sts, rtr), dim=-1)
 
@@ -155,6 +228,7 @@ def _synergy_fraction(sts: Tensor, rtr: Tensor) -> Tensor:
 
 SCORES: dict[str, ScoreFn] = {
     "rank_gradient": rank_gradient,
+    "syn_minus_red": syn_minus_red,
     "synergy_fraction": _synergy_fraction,
     "mean_sts": lambda sts, rtr: head_mean(sts),
     "mean_rtr": lambda sts, rtr: head_mean(rtr),
@@ -205,14 +279,21 @@ class HeadScores:
     Attributes:
         mean_sts, mean_rtr: mean persistent synergy / redundancy over the pairs involving
             each head (nats).
-        rank_gradient: ``floor(tiedrank(mean_sts)) - floor(tiedrank(mean_rtr))`` (paper (B)).
+        rank_gradient: ``floor(tiedrank(mean_sts)) - floor(tiedrank(mean_rtr))`` (text of (B)).
         synergy_fraction: mean over pairs of ``sts / (|sts| + |rtr|)``.
         score: the name of the score that drives :meth:`core` and profiles.
         values: that score, ``[layer, head]`` (one of the fields above for built-ins).
         spearman, spearman_p: Spearman rank correlation of mean_sts with mean_rtr over heads
-            (and its p-value). Near 1 warns that the rank gradient may cancel (science.md).
+            (and its p-value). Near 1 warns that the rank gradient may cancel
+            (docs/science.md, "Pitfalls").
         labels: ``"L{layer}H{head}"`` per unit (unit = layer * n_heads + head).
         meta: JSON-able extras (model name, tau, redundancy, number of prompts).
+        syn_minus_red: ordinal rank of mean ``sts - rtr`` (released code of (B)).
+        unstable: ``[layer, head]`` mask of heads whose series are too coarse to estimate
+            (``analysis.stability``), or None when not checked.
+        excluded: whether the unstable heads were left out of every score (NaN).
+        agreement: Spearman correlation over heads between every pair of registered
+            scores on the same atoms, ``{a: {b: rho}}`` (:meth:`agreement_table`).
     """
 
     mean_sts: Float[Tensor, "layer head"]
@@ -225,6 +306,10 @@ class HeadScores:
     spearman_p: float
     labels: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    syn_minus_red: Float[Tensor, "layer head"] | None = None
+    unstable: Bool[Tensor, "layer head"] | None = None
+    excluded: bool = False
+    agreement: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def n_layers(self) -> int:
@@ -244,10 +329,17 @@ class HeadScores:
         )
 
     def __repr__(self) -> str:
+        flagged = "" if self.unstable is None else f", {int(self.unstable.sum())} unstable heads"
         return (
             f"HeadScores(score={self.score!r}, {self.n_layers} layers x {self.n_heads} heads, "
-            f"spearman(mean_sts, mean_rtr)={self.spearman:.3f})"
+            f"spearman(mean_sts, mean_rtr)={self.spearman:.3f}{flagged})"
         )
+
+    def unstable_labels(self) -> list[str]:
+        """Labels of the heads marked unstable (empty when none or not checked)."""
+        if self.unstable is None:
+            return []
+        return [lab for lab, bad in zip(self.labels, self.unstable.flatten().tolist()) if bad]
 
     def core(self, q: float = 0.25) -> Core:
         """The synergistic core: top ``q`` of heads by :attr:`values` (see :func:`find_core`)."""
@@ -255,8 +347,20 @@ class HeadScores:
 
         return find_core(self, q=q)
 
+    def agreement_table(self) -> pd.DataFrame:
+        """Spearman correlation over heads between the registered scores (a square table)."""
+        import pandas as pd
+
+        names = list(self.agreement)
+        return pd.DataFrame(
+            [[self.agreement[a].get(b, math.nan) for b in names] for a in names],
+            index=names,
+            columns=names,
+        )
+
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per head: label, layer, head, unit, depth, every score, and its rank by ``values``."""
+        """One row per head: label, layer, head, unit, depth, every score, its rank by
+        ``values`` and whether it is marked unstable."""
         import pandas as pd
 
         flat = self.values.flatten()
@@ -264,6 +368,10 @@ class HeadScores:
         rank = {u: r + 1 for r, u in enumerate(order)}
         units = range(self.n_layers * self.n_heads)
         depth = self.depth
+        smr = self.syn_minus_red if self.syn_minus_red is not None else torch.full_like(flat, math.nan)
+        unstable = (
+            self.unstable.flatten().tolist() if self.unstable is not None else [False] * len(units)
+        )
         return pd.DataFrame(
             {
                 "label": self.labels,
@@ -274,17 +382,28 @@ class HeadScores:
                 "mean_sts": self.mean_sts.flatten().numpy(),
                 "mean_rtr": self.mean_rtr.flatten().numpy(),
                 "rank_gradient": self.rank_gradient.flatten().numpy(),
+                "syn_minus_red": smr.flatten().numpy(),
                 "synergy_fraction": self.synergy_fraction.flatten().numpy(),
                 "score": flat.numpy(),
                 "rank": [rank[u] for u in units],
+                "unstable": unstable,
             }
         )
 
     def save(self, path: str | Path) -> None:
-        """Tensors and a JSON header (see ``analysis/_io.py``); :meth:`load` round-trips."""
+        """Tensors and a JSON header (see ``synergy_lens._io``); :meth:`load` round-trips."""
         tensors = {
             k: getattr(self, k)
-            for k in ("mean_sts", "mean_rtr", "rank_gradient", "synergy_fraction", "values")
+            for k in (
+                "mean_sts",
+                "mean_rtr",
+                "rank_gradient",
+                "synergy_fraction",
+                "values",
+                "syn_minus_red",
+                "unstable",
+            )
+            if getattr(self, k) is not None
         }
         header = {
             "score": self.score,
@@ -292,19 +411,30 @@ class HeadScores:
             "spearman_p": self.spearman_p,
             "labels": self.labels,
             "meta": self.meta,
+            "excluded": self.excluded,
+            "agreement": self.agreement,
         }
         save_payload(path, _FORMAT, tensors, header)
 
     @classmethod
     def load(cls, path: str | Path) -> HeadScores:
+        """Read a file written by :meth:`save` (files from before ``syn_minus_red`` load too)."""
         tensors, header = load_payload(path, _FORMAT)
         return cls(
-            **tensors,
+            mean_sts=tensors["mean_sts"],
+            mean_rtr=tensors["mean_rtr"],
+            rank_gradient=tensors["rank_gradient"],
+            synergy_fraction=tensors["synergy_fraction"],
+            values=tensors["values"],
+            syn_minus_red=tensors.get("syn_minus_red"),
+            unstable=tensors.get("unstable"),
             score=header["score"],
             spearman=header["spearman"],
             spearman_p=header["spearman_p"],
             labels=header["labels"],
             meta=header["meta"],
+            excluded=bool(header.get("excluded", False)),
+            agreement=header.get("agreement", {}),
         )
 
 
@@ -322,20 +452,73 @@ def _spearman(a: Tensor, b: Tensor) -> tuple[float, float]:
     return float(res[0]), float(res[1])
 
 
-def synergy_scores(result: PairAtoms, *, score: str | ScoreFn = "rank_gradient") -> HeadScores:
+def score_agreement(sts: Tensor, rtr: Tensor) -> dict[str, dict[str, float]]:
+    """Spearman correlation over heads between every pair of registered scores.
+
+    ``{a: {b: rho}}`` for all names in :data:`SCORES` (a score that fails on these atoms is
+    left out). Ties and NaN heads follow ``scipy.stats.spearmanr`` on the finite heads.
+    """
+    values: dict[str, Tensor] = {}
+    for name, fn in SCORES.items():
+        try:
+            v = fn(sts, rtr)
+        except Exception:  # a user score may not apply to these atoms
+            continue
+        if v.shape == sts.shape[:-1]:
+            values[name] = v.detach().to("cpu", torch.float64)
+    out: dict[str, dict[str, float]] = {}
+    for a, va in values.items():
+        out[a] = {b: (1.0 if a == b else _spearman(va, vb)[0]) for b, vb in values.items()}
+    return out
+
+
+def _unit_mask(unstable: Any, labels: list[str], n_units: int) -> Tensor | None:
+    """A ``[unit]`` bool mask from a mask (any shape with ``n_units`` entries), labels, or an
+    object with ``.unstable`` (``analysis.stability.UnitStability``)."""
+    if unstable is None:
+        return None
+    unstable = getattr(unstable, "unstable", unstable)
+    if isinstance(unstable, Tensor):
+        if unstable.numel() != n_units:
+            raise ValueError(
+                f"unstable mask has {unstable.numel()} entries, expected one per head ({n_units})"
+            )
+        return unstable.flatten().to("cpu", torch.bool)
+    names = list(unstable)
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise ValueError(f"unstable heads {unknown} are not labels of this result (e.g. 'L5H3')")
+    mask = torch.zeros(n_units, dtype=torch.bool)
+    mask[[labels.index(n) for n in names]] = True
+    return mask
+
+
+def synergy_scores(
+    result: PairAtoms | PairSummaries,
+    *,
+    score: str | ScoreFn = "rank_gradient",
+    unstable: Any = None,
+    exclude: bool = False,
+) -> HeadScores:
     """Per-head synergy scores of a :class:`~synergy_lens.phiid.PhiIDResult`.
 
     Args:
         result: a ``PhiIDResult`` (or anything with ``sts``/``rtr`` ``[unit, unit]``,
             ``n_layers``, ``n_heads`` and ``labels``).
         score: which score drives :attr:`HeadScores.values`, the core and the profile:
-            ``"rank_gradient"`` (paper (B)), ``"synergy_fraction"`` (robust to the rank
-            correlation pitfall), ``"mean_sts"``, ``"mean_rtr"``, any registered name, or a
-            callable ``(sts, rtr) -> [unit]``.
+            ``"rank_gradient"`` (text of paper (B)), ``"syn_minus_red"`` (released code of
+            (B)), ``"synergy_fraction"`` (robust to the rank correlation pitfall),
+            ``"mean_sts"``, ``"mean_rtr"``, any registered name, or a callable
+            ``(sts, rtr) -> [unit]``. The module docstring says where each comes from.
+        unstable: heads to mark unstable: a ``UnitStability`` (``analysis.unit_stability``),
+            a boolean mask with one entry per head, or a list of labels (``"L18H8"``).
+        exclude: leave the unstable heads out of every score (their pairs become NaN, so
+            they get NaN and no other head averages over them).
 
     Returns:
-        :class:`HeadScores` with all four built-in scores, the chosen one as ``values``,
-        and the Spearman correlation of mean sts with mean rtr (always reported).
+        :class:`HeadScores` with every built-in score, the chosen one as ``values``, the
+        Spearman correlation of mean sts with mean rtr (always reported) and the
+        agreement between all registered scores.
 
     Example:
         >>> import torch
@@ -346,6 +529,8 @@ def synergy_scores(result: PairAtoms, *, score: str | ScoreFn = "rank_gradient")
         >>> synergy_scores(fake).mean_sts.tolist()
         [[1.5, 2.5, 2.0]]
     """
+    if isinstance(result, PairSummaries):  # streamed (phiid.stream): from per-unit means
+        return result.head_scores(score)
     name, fn = get_score(score)
     sts = torch.as_tensor(result.sts).to(torch.float64)
     rtr = torch.as_tensor(result.rtr).to(torch.float64)
@@ -355,8 +540,16 @@ def synergy_scores(result: PairAtoms, *, score: str | ScoreFn = "rank_gradient")
             f"sts/rtr must be [unit, unit] with unit = n_layers * n_heads = {n_layers * n_heads}, "
             f"got {tuple(sts.shape)} and {tuple(rtr.shape)}"
         )
+    labels = list(result.labels)
+    mask = _unit_mask(unstable, labels, n_layers * n_heads)
+    if exclude and mask is not None and bool(mask.any()):
+        drop = mask.to(sts.device)
+        pair_drop = drop[:, None] | drop[None, :]
+        sts = sts.masked_fill(pair_drop, math.nan)
+        rtr = rtr.masked_fill(pair_drop, math.nan)
     mean_sts, mean_rtr = head_mean(sts), head_mean(rtr)
     grad = tiedrank_floor(mean_sts) - tiedrank_floor(mean_rtr)
+    smr = syn_minus_red(sts, rtr)
     frac = _synergy_fraction(sts, rtr)
     values = fn(sts, rtr)
     if values.shape != mean_sts.shape:
@@ -380,6 +573,10 @@ def synergy_scores(result: PairAtoms, *, score: str | ScoreFn = "rank_gradient")
         values=_grid(values, n_layers, n_heads),
         spearman=rho,
         spearman_p=p,
-        labels=list(result.labels),
+        labels=labels,
         meta=meta,
+        syn_minus_red=_grid(smr, n_layers, n_heads),
+        unstable=None if mask is None else mask.reshape(n_layers, n_heads),
+        excluded=bool(exclude and mask is not None and mask.any()),
+        agreement=score_agreement(sts, rtr),
     )

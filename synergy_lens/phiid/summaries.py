@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -189,7 +190,7 @@ class PairSummaries:
         return pd.DataFrame(frame)
 
     # ---------------------------------------------------------------- scores
-    def head_scores(self, score: str = "rank_gradient") -> HeadScores:
+    def head_scores(self, score: str | Callable[..., Any] = "rank_gradient") -> HeadScores:
         """Per-head scores (:class:`~synergy_lens.analysis.HeadScores`) from the means.
 
         ``rank_gradient``, ``mean_sts``, ``mean_rtr`` and ``synergy_fraction`` follow from
@@ -216,10 +217,11 @@ class PairSummaries:
         ordinal_rank = getattr(sc, "ordinal_rank", None)  # syn_minus_red, where scores has it
         if ordinal_rank is not None:
             values["syn_minus_red"] = ordinal_rank(sts - rtr)
-        if score not in values:
+        if not isinstance(score, str) or score not in values:
             raise ValueError(
-                f"score {score!r} needs the [unit, unit] atoms, which streamed summaries do not "
-                f"hold; choose one of {sorted(values)} or decompose with stream=False"
+                f"score {getattr(score, '__name__', score)!r} needs the [unit, unit] atoms, which "
+                f"streamed summaries do not hold; choose one of {sorted(values)} or decompose "
+                "with stream=False"
             )
         grid = {k: v.reshape(self.n_layers, self.n_heads) for k, v in values.items()}
         rho, p = sc._spearman(sts, rtr)

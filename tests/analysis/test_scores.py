@@ -182,7 +182,7 @@ def test_planted_core_recovered_from_simulated_series(planted: dict) -> None:
     """8 prompts x 500 steps, seed 0. synergy_fraction: precision = recall = 1 for the core
     and the memory heads. rank_gradient: core precision >= 6/8 (its planted margin over
     the layers 1 and 4 is a few ranks, within estimation noise), and it misses the memory
-    heads, whose high mean sts cancels their high rtr rank (science.md's pitfall)."""
+    heads, whose high mean sts cancels their high rtr rank (docs/science.md, "Pitfalls")."""
     result = planted["result"]
     frac = find_core(result, q=8 / 24, score="synergy_fraction")
     assert _units(frac.abstract) == set(CORE)
@@ -195,7 +195,7 @@ def test_planted_core_recovered_from_simulated_series(planted: dict) -> None:
 def test_all_builtin_scores_are_registered_and_consistent(planted: dict) -> None:
     result = planted["result"]
     base = synergy_scores(result)
-    for name in ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr"):
+    for name in ("rank_gradient", "syn_minus_red", "synergy_fraction", "mean_sts", "mean_rtr"):
         assert name in SCORES
         s = synergy_scores(result, score=name)
         assert s.score == name
@@ -226,3 +226,84 @@ def test_save_load_and_dataframe_round_trip(planted: dict, tmp_path) -> None:
     df = s.to_dataframe()
     assert len(df) == 24 and df.loc[df["rank"] == 1, "score"].item() == s.values.max().item()
     assert list(df["label"][:2]) == ["L0H0", "L0H1"]
+
+
+def released_code_rank(sts: np.ndarray, rtr: np.ndarray) -> np.ndarray:
+    """(B)'s released ``syn_minus_red_rank`` written from its description: for each source
+    head the mean over its partners (self-pair excluded) of sts - rtr, then ordinal ranks
+    1..n from an argsort of the flat values (a stable one: the tie rule we document)."""
+    u = sts.shape[0]
+    diff = np.array([np.mean([sts[i, j] - rtr[i, j] for j in range(u) if j != i]) for i in range(u)])
+    ranks = np.empty(u)
+    ranks[np.argsort(diff, kind="stable")] = np.arange(1, u + 1)
+    return ranks
+
+
+def test_syn_minus_red_equals_an_independent_computation(planted: dict) -> None:
+    """Exactly (integer ranks) on the engine's atoms of the planted system."""
+    result = planted["result"]
+    sts, rtr = result.sts.numpy(), result.rtr.numpy()
+    expected = released_code_rank(sts, rtr)
+    s = synergy_scores(result, score="syn_minus_red")
+    assert s.score == "syn_minus_red"
+    assert torch.equal(s.values.flatten(), torch.from_numpy(expected))
+    assert torch.equal(s.syn_minus_red.flatten(), torch.from_numpy(expected))
+    assert sorted(expected.tolist()) == list(range(1, 25))
+
+
+def test_ordinal_rank_ties_and_nan() -> None:
+    """Ties: the earlier unit gets the lower rank; NaN heads are not ranked."""
+    from synergy_lens.analysis import ordinal_rank
+
+    x = torch.tensor([[0.5, -1.0, 0.5, math.nan, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    out = ordinal_rank(x)
+    assert out[0, :3].tolist() == [2.0, 1.0, 3.0] and math.isnan(out[0, 3]) and out[0, 4] == 4.0
+    assert out[1].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_agreement_between_scores_is_their_spearman(planted: dict) -> None:
+    s = synergy_scores(planted["result"])
+    assert set(s.agreement) >= {"rank_gradient", "syn_minus_red", "synergy_fraction", "mean_sts", "mean_rtr"}
+    for a, b in (("rank_gradient", "syn_minus_red"), ("syn_minus_red", "synergy_fraction")):
+        rho = spearmanr(getattr(s, a).flatten().numpy(), getattr(s, b).flatten().numpy())[0]
+        assert s.agreement[a][b] == pytest.approx(rho, abs=1e-12)
+        assert s.agreement[b][a] == pytest.approx(rho, abs=1e-12)
+    table = s.agreement_table()
+    assert table.shape[0] == table.shape[1] and (np.diag(table.to_numpy()) == 1).all()
+
+
+def test_unstable_heads_marked_or_excluded(planted: dict) -> None:
+    """Marking changes no number; excluding makes the heads NaN and removes them from
+    every other head's partner mean."""
+    result = planted["result"]
+    marked = synergy_scores(result, unstable=["L0H1", "L5H3"])
+    base = synergy_scores(result)
+    assert marked.unstable_labels() == ["L0H1", "L5H3"] and not marked.excluded
+    torch.testing.assert_close(marked.values, base.values)
+    out = synergy_scores(result, score="syn_minus_red", unstable=["L0H1", "L5H3"], exclude=True)
+    assert out.excluded
+    for field in ("mean_sts", "rank_gradient", "syn_minus_red", "synergy_fraction", "values"):
+        flat = getattr(out, field).flatten()
+        assert math.isnan(flat[1]) and math.isnan(flat[23]), field
+    sts = result.sts.clone()
+    keep = [u for u in range(24) if u not in (1, 23)]
+    direct = [float(np.mean([sts[i, j] for j in keep if j != i])) for i in keep]
+    torch.testing.assert_close(out.mean_sts.flatten()[keep], torch.tensor(direct, dtype=torch.float64))
+    assert sorted(out.syn_minus_red.flatten()[keep].tolist()) == list(range(1, 23))
+    with pytest.raises(ValueError, match="not labels"):
+        synergy_scores(result, unstable=["L99H0"])
+
+
+def test_old_files_without_syn_minus_red_still_load(planted: dict, tmp_path) -> None:
+    from synergy_lens._io import load_payload, save_payload
+
+    s = synergy_scores(planted["result"])
+    s.save(tmp_path / "new.pt")
+    tensors, header = load_payload(tmp_path / "new.pt", "synergy_lens.HeadScores/1")
+    for k in ("syn_minus_red", "unstable"):
+        tensors.pop(k, None)
+    header = {k: header[k] for k in ("score", "spearman", "spearman_p", "labels", "meta")}
+    save_payload(tmp_path / "old.pt", "synergy_lens.HeadScores/1", tensors, header)
+    old = HeadScores.load(tmp_path / "old.pt")
+    assert old.syn_minus_red is None and old.agreement == {}
+    assert "syn_minus_red" in old.to_dataframe().columns

@@ -213,6 +213,8 @@ def test_decompose_switches_above_threshold(monkeypatch: pytest.MonkeyPatch) -> 
             torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=0, atol=TOL)
         assert got.labels == want.labels and got.score == score
         assert got.spearman == pytest.approx(want.spearman, abs=1e-12)
+        via_scores = synergy_scores(s, score=score)  # synergy_scores dispatches on summaries
+        torch.testing.assert_close(via_scores.values, got.values, rtol=0, atol=0)
     with pytest.raises(ValueError, match="needs the \\[unit, unit\\] atoms"):
         s.head_scores(score="no_such_score")
 
