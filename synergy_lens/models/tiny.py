@@ -15,7 +15,7 @@ import torch
 
 from synergy_lens.models.loading import _boot_bridge, _resolve_backend, hooked_from_hf
 
-__all__ = ["TinyConfig", "tiny_model", "byte_tokenizer"]
+__all__ = ["TinyConfig", "byte_tokenizer", "llama_config", "tiny_model"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,11 @@ def byte_tokenizer() -> Any:
     return tok
 
 
-def _hf_tiny(cfg: TinyConfig, seed: int) -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def llama_config(cfg: TinyConfig) -> Any:
+    """The transformers ``LlamaConfig`` of ``cfg`` with the byte tokenizer's 259 ids."""
+    from transformers import LlamaConfig
 
-    hf_cfg = LlamaConfig(
+    return LlamaConfig(
         vocab_size=259,
         hidden_size=cfg.d_model,
         intermediate_size=cfg.d_mlp,
@@ -83,6 +84,12 @@ def _hf_tiny(cfg: TinyConfig, seed: int) -> Any:
         tie_word_embeddings=False,
         architectures=["LlamaForCausalLM"],
     )
+
+
+def _hf_tiny(cfg: TinyConfig, seed: int) -> Any:
+    from transformers import LlamaForCausalLM
+
+    hf_cfg = llama_config(cfg)
     hf_cfg.name_or_path = "synergy-lens/tiny-llama"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
