@@ -10,6 +10,8 @@ expression of a cell shows it; elsewhere call ``fig.write_html(...)`` or ``repor
 - ``matrices``: :func:`plot_matrices` (sts/rtr by layer), :func:`plot_head_grid`,
   :func:`plot_score_scatter`, :func:`plot_layer_profile`, :func:`plot_control_comparison`,
   :func:`plot_energy`.
+- ``headline``: :func:`plot_score_profiles` (each score's profile against its surrogate null),
+  :func:`plot_robustness` (small multiples per analysis choice), :func:`plot_rank_uncertainty`.
 - ``graphs``: :func:`plot_graphs` (synergy vs redundancy networks).
 - ``causal``: ablation curves, layer skipping, integrated gradients, accuracy under ablation.
 - ``dynamics``: functional embeddings, order parameter and accuracy vs difficulty, residual flow.
@@ -33,6 +35,9 @@ _EXPORTS: dict[str, str] = {
     "plot_layer_profile": "matrices",
     "plot_control_comparison": "matrices",
     "plot_energy": "matrices",
+    "plot_score_profiles": "headline",
+    "plot_robustness": "headline",
+    "plot_rank_uncertainty": "headline",
     "plot_graphs": "graphs",
     "plot_ablation": "causal",
     "plot_layer_skip": "causal",

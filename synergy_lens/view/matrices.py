@@ -10,7 +10,7 @@ What each figure shows
   blue = redundancy-dominated, red = synergy-dominated. Core heads can be outlined.
 - :func:`plot_score_scatter`: mean sts against mean rtr per head, coloured by depth. When
   the points lie on a rising line (Spearman near 1) the rank gradient can cancel a real
-  layer profile (science.md, "A known pitfall"): read the synergy fraction too.
+  layer profile (docs/science.md, "Pitfalls"): read the synergy fraction too.
 - :func:`plot_layer_profile`: mean score per layer against normalised depth, with the
   bootstrap band over prompts, and optionally a control's profile overlaid in grey. An
   inverted U (middle layers high) is the signature of the synergistic core.
@@ -41,6 +41,7 @@ __all__ = [
 
 _SCORE_TITLES = {
     "rank_gradient": "rank(mean sts) − rank(mean rtr)",
+    "syn_minus_red": "rank of mean (sts − rtr)",
     "synergy_fraction": "synergy fraction sts / (|sts| + |rtr|)",
     "mean_sts": "mean persistent synergy (nats)",
     "mean_rtr": "mean persistent redundancy (nats)",
@@ -118,9 +119,12 @@ def plot_head_grid(
     Args:
         scores: :class:`~synergy_lens.analysis.HeadScores`.
         field: which score to colour by: ``None`` for ``scores.values`` (the chosen score),
-            or ``"rank_gradient"``, ``"synergy_fraction"``, ``"mean_sts"``, ``"mean_rtr"``.
+            or ``"rank_gradient"``, ``"syn_minus_red"``, ``"synergy_fraction"``, ``"mean_sts"``,
+            ``"mean_rtr"``.
         core: an optional :class:`~synergy_lens.analysis.Core`; its abstract heads get a
             red outline marker and its memory heads a blue one.
+
+    Heads marked unstable in ``scores.unstable`` (``analysis.stability``) get a black cross.
 
     Returns:
         A figure whose first trace is a heatmap with ``z[layer][head]`` the score, ``x`` the
@@ -157,6 +161,15 @@ def plot_head_grid(
                 marker={"symbol": symbol, "size": 14, "color": color, "line": {"width": 2.5, "color": color}},
                 text=[f"L{layer}H{h}" for layer, h in pairs], hovertemplate="%{text}: " + group + "<extra></extra>",
             ))
+    unstable = getattr(scores, "unstable", None)
+    if unstable is not None and bool(unstable.any()):
+        cells = [(u // n_heads, u % n_heads) for u, bad in enumerate(_np(unstable).ravel().tolist()) if bad]
+        fig.add_trace(go.Scatter(
+            x=[h for _, h in cells], y=[layer for layer, _ in cells], mode="markers", name="unstable heads",
+            marker={"symbol": "x-thin-open", "size": 12, "color": "#000000", "line": {"width": 2, "color": "#000000"}},
+            text=[f"L{layer}H{h}" for layer, h in cells],
+            hovertemplate="%{text}: series too coarse to estimate (unstable)<extra></extra>",
+        ))
     fig.update_yaxes(range=[n_layers - 0.5, -0.5], showgrid=False, dtick=max(1, n_layers // 15))
     fig.update_xaxes(range=[-0.5, n_heads - 0.5], showgrid=False, dtick=1)
     S.style_figure(
@@ -172,7 +185,7 @@ def plot_score_scatter(scores: Any, *, title: str | None = None) -> go.Figure:
 
     Points are coloured by layer. The title reports the Spearman correlation of the two
     (``scores.spearman``): near 1 means both track a head's overall information flow and
-    the rank gradient may cancel a real profile (science.md, "A known pitfall").
+    the rank gradient may cancel a real profile (docs/science.md, "Pitfalls").
 
     Returns:
         One scatter trace with ``x = mean_rtr``, ``y = mean_sts`` (flattened layer-major, so

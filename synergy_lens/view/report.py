@@ -5,11 +5,16 @@
 :class:`~synergy_lens.view.page.Report`; :func:`write_report` saves it. Sections appear
 only for the results the run has:
 
-1. Summary: model, prompts, the inverted-U index with its CI, the core heads, the
-   syn/red Spearman warning, and the per-layer table (:func:`layer_summary`).
+1. Summary: model, prompts, one sentence per score (profile shape, inverted-U index, CI,
+   p against the autocorrelation-preserving surrogate null; ``analysis.headline``), the
+   core heads with their bootstrap core frequency and null test, unstable heads, the
+   scores' profiles side by side with their agreement, the robustness table, the syn/red
+   Spearman warning, and the per-layer table (:func:`layer_summary`).
 2. Settings used.
 3. Layer profile(s), with a control overlay when the run has one.
-4. Heads: layer x head grid (core outlined) and the mean-sts vs mean-rtr scatter.
+3b. Robustness: small multiples and the table of ``analysis.robustness``.
+4. Heads: layer x head grid (core outlined, unstable heads crossed), the mean-sts vs
+   mean-rtr scatter, and the rank uncertainty of the top heads.
 5. Pairwise PhiID matrices (sts, rtr).
 6. The synergistic core (abstract) and memory heads.
 7. Topology: the synergy/redundancy graph table and the two graphs.
@@ -31,7 +36,7 @@ from synergy_lens.view import matrices as M
 from synergy_lens.view.page import Report
 from synergy_lens.view.results import RunResults
 
-__all__ = ["build_report", "core_table", "layer_summary", "write_report"]
+__all__ = ["build_report", "core_table", "headline_lines", "layer_summary", "write_report"]
 
 
 def layer_summary(scores: Any, profile: Any = None, core: Any = None) -> Any:
@@ -91,32 +96,114 @@ def _fmt_ci(ci: Any) -> str:
     return "" if ci is None else f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})"
 
 
+def headline_lines(run: RunResults) -> list[str]:
+    """The Summary's statements about the layer profile, one per score.
+
+    With a tested headline (``run["headline"]``, ``analysis.headline``) each line says the
+    profile's shape, index, CI and whether it exceeds the autocorrelation-preserving null;
+    without one, the profile is described as untested (never as a finding).
+    """
+    hl = run.get("headline")
+    if hl is not None:
+        return [s + "." for s in hl.sentences()]
+    lines = []
+    for score, prof in run.profiles().items():
+        if math.isfinite(prof.inverted_u):
+            from synergy_lens.analysis.headline import shape_word
+
+            lines.append(f"{score}: {shape_word(prof.inverted_u, prof.inverted_u_ci)}, index "
+                         f"{prof.inverted_u:.2f}{_fmt_ci(prof.inverted_u_ci)}; not tested against a surrogate null "
+                         "(descriptive only).")
+    return lines
+
+
 def _summary(page: Report, run: RunResults) -> None:
     act, scores, core = run.get("activity"), run.get("scores"), run.get("core")
+    hl, rob, ranks = run.get("headline"), run.get("robustness"), run.get("ranks")
     profiles = run.profiles()
     page.section("Summary")
     lines = []
     if act is not None:
         lines.append(f"Recorded {act.n_prompts} prompts, up to {act.n_steps} generated tokens each, "
                      f"{act.n_layers} layers x {act.n_heads} heads ({act.n_units} units).")
-    main = profiles.get(scores.score) if scores is not None else None
-    if main is not None and math.isfinite(main.inverted_u):
-        shape = "an inverted U (middle layers most synergistic)" if main.inverted_u > 0 else "no inverted U"
-        lines.append(f"Layer profile of {main.score}: inverted-U index {main.inverted_u:.2f}"
-                     f"{_fmt_ci(main.inverted_u_ci)}: {shape}.")
+    for line in lines:
+        page.text(line)
+    profile_lines = headline_lines(run)
+    if profile_lines:
+        what = (f"Layer profiles (inverted-U index of the min-max scaled profile, {round(100 * (1 - hl.alpha))}% "
+                f"bootstrap CI over prompts, one-sided p against {hl.n_surrogates} circular-shift surrogates that keep "
+                "each head's own dynamics):") if hl is not None else "Layer profiles:"
+        page.raw_html(f"<p>{_html_escape(what)}</p><ul>"
+                      + "".join(f"<li>{_html_escape(x)}</li>" for x in profile_lines) + "</ul>")
+    if hl is not None:
+        passed = [s for s in hl.scores if hl.significant(s)]
+        verdict = ("No score's profile exceeds what the heads' own autocorrelation produces: the inverted U, "
+                   "where there is one, is not evidence of integration here." if not passed else
+                   f"Above the null: {', '.join(passed)}.")
+        page.text(verdict, note=not passed)
     if core is not None:
         heads = core.labels_of("abstract")
         shown = ", ".join(heads[:12]) + (f", ... ({len(heads)} heads)" if len(heads) > 12 else "")
-        lines.append(f"Synergistic core (top {100 * core.q:.0f}% by {core.score}, strongest first): {shown}.")
-    for line in lines:
-        page.text(line)
+        text = f"Synergistic core (top {100 * core.q:.0f}% by {core.score}, strongest first): {shown}."
+        if ranks is not None:
+            freq = ranks.core_frequency[ranks.in_core]
+            text += (f" {int((freq >= 0.9).sum())} of {len(freq)} are in the core in at least 90% of prompt "
+                     f"resamples (median {float(freq.median()):.0%}).")
+        page.text(text)
+    if hl is not None:
+        page.text(hl.core_sentence())
+    if scores is not None and scores.unstable is not None and bool(scores.unstable.any()):
+        stab = run.get("stability")
+        why = stab.reasons() if stab is not None else {}
+        names = ", ".join(f"{lab} ({why[lab]})" if lab in why else lab for lab in scores.unstable_labels())
+        action = "left out of every score" if scores.excluded else "marked (x) in the figures, kept in the scores"
+        page.text(f"Unstable heads, whose series are too coarse for a stable estimate: {names}; {action}.", note=True)
     if scores is not None and math.isfinite(scores.spearman) and scores.spearman > 0.8:
         page.text(f"Mean sts and mean rtr are strongly rank-correlated across heads (Spearman "
                   f"{scores.spearman:.2f}): both grow with a head's overall information flow, so the rank "
-                  "gradient may cancel a real layer profile. Compare with the synergy-fraction profile.", note=True)
+                  "gradient may cancel a real layer profile. Compare the scores below.", note=True)
+    if hl is not None:
+        from synergy_lens.view.headline import plot_score_profiles
+
+        page.figure(plot_score_profiles(hl), "The three scores side by side: where does each say the synergy is, "
+                    "and does the surrogate null (the heads' own dynamics) already give the same shape?")
+        page.table(hl.to_dataframe(), "Per score: observed index and CI, the aligned index tested, the null's mean "
+                   "and 95th percentile, the p-value.", index=False)
+        page.table(hl.agreement_table(), "Agreement of the scores' layer profiles (Pearson r over layers).")
+    if scores is not None and scores.agreement:
+        page.table(scores.agreement_table(), "Agreement of the scores over heads (Spearman rank correlation).")
+    if rob is not None:
+        page.table(_robustness_table(rob), "Robustness (section below): the inverted-U index under each analysis "
+                   "choice, with its CI and p against that choice's own surrogate null.", index=False)
+    main = profiles.get(scores.score) if scores is not None else None
     if scores is not None:
         page.table(layer_summary(scores, main, core), "Per layer: mean atoms (nats), mean score, profile "
                    "and band, core heads per layer, strongest head.")
+
+
+def _robustness_table(rob: Any) -> Any:
+    frame = rob.to_dataframe()
+    keep = ["choice", "score", "inverted_u", "ci_low", "ci_high", "null_mean", "p", "above_null", "n_prompts", "note"]
+    return frame[keep]
+
+
+def _html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def _robustness(page: Report, run: RunResults) -> None:
+    rob = run.get("robustness")
+    if rob is None:
+        return
+    from synergy_lens.view.headline import plot_robustness
+
+    page.section("Robustness", "The layer profile recomputed under the choices a reviewer would ask about, one change "
+                 "at a time from the papers' protocol. First differences remove drift and most autocorrelation; "
+                 "MMI PhiID alone cannot tell integration from autocorrelation (Varley 2024, arXiv 2407.16601).")
+    page.figure(plot_robustness(rob))
+    page.table(rob.to_dataframe(), "Every choice x score: index, CI, the null's mean index, p.", index=False)
 
 
 def _profiles(page: Report, run: RunResults) -> None:
@@ -149,6 +236,16 @@ def _heads(page: Report, run: RunResults) -> None:
                         "The per-pair normalised score, robust to the syn/red rank correlation.")
         page.figure(M.plot_score_scatter(scores), "Points on a rising line mean synergy and redundancy "
                     "track the same thing (a head's overall information flow).")
+        ranks = run.get("ranks")
+        if ranks is not None:
+            from synergy_lens.view.headline import plot_rank_uncertainty
+
+            page.figure(plot_rank_uncertainty(ranks, unstable=scores.unstable),
+                        "How far each head's rank moves when the prompts are resampled, and how often it is in "
+                        "the core. A core head near 50% is a coin flip.")
+            core_rows = ranks.to_dataframe()
+            page.table(core_rows[core_rows["in_core"]], "Core heads: rank, its bootstrap interval and the fraction "
+                       "of resamples in the core.", index=False)
     if res is not None:
         page.section("Pairwise PhiID")
         page.figure(M.plot_matrices(res), "sts[i, j] and rtr[i, j] in nats for every pair of heads, "
@@ -234,6 +331,7 @@ def build_report(run: RunResults, *, title: str | None = None) -> Report:
     if run.settings:
         page.section("Settings").settings(run.settings, "Everything needed to reproduce this run.")
     _profiles(page, run)
+    _robustness(page, run)
     _heads(page, run)
     _topology(page, run)
     _causal(page, run)

@@ -1,9 +1,10 @@
 """Synthetic results for the view tests: real result objects from random activity, no model.
 
-Everything here is built in well under a second: a random ``HeadActivity`` (3 layers x 4
+Everything here is built in seconds: a random ``HeadActivity`` (3 layers x 4
 heads, 5 prompts x 30 steps, one prompt being ``<script>alert(1)</script>``) goes through
 the real ``decompose``, ``synergy_scores``, ``layer_profile``, ``find_core`` and
-``topology_table``; the ablation curve and the attention patterns are made by hand.
+``topology_table``, ``unit_stability``, ``rank_uncertainty`` and the headline and
+robustness tests (5 surrogates); the ablation curve and the attention patterns are made by hand.
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synergy_lens.analysis import find_core, layer_profile, synergy_scores, topology_table
+from synergy_lens.analysis import (
+    find_core,
+    layer_profile,
+    rank_uncertainty,
+    synergy_scores,
+    topology_table,
+    unit_stability,
+)
 from synergy_lens.intervene import AblationCurve
 from synergy_lens.phiid import decompose
 from synergy_lens.record import HeadActivity
 from synergy_lens.view.circuits import HeadAttention
+from synergy_lens.view.pipeline import headline_step
 from synergy_lens.view.results import RunResults
 
 N_LAYERS, N_HEADS, N_PROMPTS, N_STEPS = 3, 4, 5, 30
@@ -99,4 +108,8 @@ def run(activity, result, scores, profile, core, curve, attention) -> RunResults
     r.add("core", core).add("topology", topology_table(result))
     r.add("ablation", curve).add("attention", attention)
     r.add("tokens", [[f"t{j}" for j in range(len(g))] for g in activity.generated_ids])
+    r.add("stability", unit_stability(activity, warn=False))
+    r.add("ranks", rank_uncertainty(result, n_boot=20, seed=0))
+    headline_step(r, activity, result, score="rank_gradient", q=0.25, n_boot=20, seed=0, n_surrogates=5,
+                  robustness=("detrended", "pooled"), progress=False)
     return r

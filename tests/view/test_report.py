@@ -76,9 +76,15 @@ def test_circuitsvis_rejects_cdn_views():
 def test_build_report_full_run(run, tmp_path):
     page = build_report(run)
     html = page.to_html()
-    for title in ("Summary", "Settings", "Layer profile", "Heads", "Pairwise PhiID", "Synergistic core", "Topology",
-                  "Causal tests", "Inside the heads (CircuitsVis)", "Prompts and completions"):
+    for title in ("Summary", "Settings", "Layer profile", "Robustness", "Heads", "Pairwise PhiID", "Synergistic core",
+                  "Topology", "Causal tests", "Inside the heads (CircuitsVis)", "Prompts and completions"):
         assert f">{title}</h2>" in html, title
+    summary = html[html.index(">Summary</h2>"):html.index(">Settings</h2>")]
+    for sentence in run["headline"].sentences():  # one tested sentence per score, in the Summary
+        assert sentence.replace("&", "&amp;") in summary
+    assert "middle layers most synergistic" not in summary
+    assert "Robustness (section below)" in summary and "Agreement of the scores" in summary
+    assert "Rank uncertainty of the top" in html
     assert html.count(get_plotlyjs()) == 1 and html.count(circuitsvis_js()) == 1
     rest = strip_bundles(html)
     assert not EXTERNAL.search(rest)
@@ -152,3 +158,22 @@ def test_core_table(core):
         assert f"{label} (" in joined
     first = core.pairs("abstract")[0]
     assert table.loc[first[0], "abstract heads"].startswith(f"L{first[0]}H{first[1]} (")
+
+
+def test_untested_profiles_are_described_as_untested(activity, result, scores, profile):
+    from synergy_lens.view.report import headline_lines
+
+    run = RunResults().add("activity", activity).add("scores", scores).add("profile_rank_gradient", profile)
+    lines = headline_lines(run)
+    assert len(lines) == 1 and "not tested against a surrogate null" in lines[0]
+    html = build_report(run).to_html()
+    assert "not tested against a surrogate null" in html
+
+
+def test_unstable_heads_named_in_the_summary(activity, result):
+    from synergy_lens.analysis import find_core, synergy_scores
+
+    marked = synergy_scores(result, unstable=["L1H2"])
+    run = RunResults().add("activity", activity).add("scores", marked).add("core", find_core(marked))
+    html = build_report(run).to_html()
+    assert "Unstable heads" in html and "L1H2" in html and "marked (x)" in html
