@@ -10,9 +10,13 @@
 - ``difficulty``: the task-difficulty study (``synergy_lens.dynamics.study``).
 
 Results go to ``--out`` (default ``./synergy-lens-out``) as files that load back
-(:class:`~synergy_lens.view.results.RunResults`). Errors in arguments or paths exit with
-status 2 and a one-line message; failures during a run exit with status 1 (add
-``--debug`` for the traceback). Heavy modules are imported only when a command runs, so
+(:class:`~synergy_lens.view.results.RunResults`), each stage saved as soon as it is done
+and reused by a rerun with the same settings (:mod:`synergy_lens.runfolder`; a folder is
+locked while a command writes it). Everything that can be checked (options, paths,
+device, writability) is checked before the model loads. Errors in arguments or paths, and
+a folder locked by another command, exit with status 2 and a one-line message; failures
+during a run exit with status 1 (add ``--debug`` for the traceback); Ctrl-C exits with
+130 and says how to resume. Heavy modules are imported only when a command runs, so
 ``--help`` is instant.
 """
 
@@ -126,7 +130,7 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                         "(default: a prompt's series ends at its EOS)")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="save the recording after every batch to FILE and resume from it if it exists "
-                        "(default: DIR/.recording.ckpt in the --out folder)")
+                        "(default: a checkpoint file in the --out folder, removed once the recording is saved)")
     g.add_argument("--min-steps", type=_int_at_least(4), default=None, metavar="N",
                    help="shortest answer (generated tokens) that enters PhiID; shorter answers (ended at EOS) are "
                         "left out with a warning naming them (default: max(8, tau + 5))")
@@ -409,6 +413,9 @@ def _load_prompts(spec: str, n: int | None) -> list[Any]:
             prompts = load_prompts(path)
         except ValueError as err:
             raise CLIError(f"--prompts {spec}: {err}") from None
+    if n is not None and n > len(prompts):
+        raise CLIError(f"--n-prompts {n}: --prompts {spec} has only {len(prompts)} prompts; use --n-prompts "
+                       f"{len(prompts)} or fewer, or leave it out")
     return round_robin(prompts, n) if n is not None else prompts
 
 
@@ -523,6 +530,15 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     do_ablation = args.command == "demo" or bool(getattr(args, "ablate", False))
     if do_ablation:
         _check_ablation_mode(args.ablation_mode)
+        if args.ablation_prompts is not None and args.ablation_prompts > len(prompts):
+            raise CLIError(f"--ablation-prompts {args.ablation_prompts} is more than the {len(prompts)} prompts of "
+                           "the run; lower it or raise --n-prompts")
+        if args.ablation_tokens is not None and args.ablation_tokens > args.max_new_tokens:
+            raise CLIError(f"--ablation-tokens {args.ablation_tokens} is more than --max-new-tokens "
+                           f"{args.max_new_tokens}; lower it")
+    elif any(getattr(args, k, None) is not None for k in ("ablation_prompts", "ablation_tokens", "ablation_steps",
+                                                          "ablation_seeds")):
+        raise CLIError("--ablation-* options are set but no ablation runs; add --ablate (run) or drop them")
     _check_device(args.device)
     out = _check_out_dir(args.out)
     _setup_runtime(args)

@@ -318,6 +318,18 @@ class StageStore:
         self.skipped.append(name)
         return obj
 
+    # -- the recording's checkpoint ------------------------------------------------------
+    def recording_checkpoint(self, key: Any) -> Path:
+        """The checkpoint file of a recording with these settings (one per settings, so a
+        run with other settings in the same folder neither resumes nor refuses it)."""
+        return self.folder / f".recording-{digest(key)[:16]}.ckpt"
+
+    def remove_checkpoint(self, path: str | Path | None) -> None:
+        """Delete a finished recording's checkpoint (its result is saved as ``activity``)."""
+        if path is not None and "activity" in self.touched:
+            with contextlib.suppress(FileNotFoundError):
+                Path(path).unlink()
+
     # -- wiring into a pipeline ------------------------------------------------------------
     def flush(self, run: Any) -> None:
         """Save every item of ``run`` (a ``RunResults``) not yet saved in this session."""

@@ -28,6 +28,7 @@ from synergy_lens.runfolder import LOCK, StageStore, lock_folder
 from synergy_lens.view.results import RunResults
 
 TINY = ["--model", "tiny", "--n-boot", "10", "--no-progress", "--threads", "1"]
+LOCAL = TINY[:-2]  # in-process: leave this process's torch threads alone
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "PYTHONWARNINGS": "default"}
 
@@ -87,7 +88,7 @@ def test_case1_short_answers_are_left_out_with_a_warning(tmp_path, monkeypatch, 
 
     _cut_answers(monkeypatch, {0: 3})  # the first prompt of the (only) batch answers in 3 tokens
     out = tmp_path / "o"
-    code = main(["run", *TINY, "--n-prompts", "4", "--max-new-tokens", "12", "--batch-size", "4",
+    code = main(["run", *LOCAL, "--n-prompts", "4", "--max-new-tokens", "12", "--batch-size", "4",
                  "--no-report", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
@@ -104,7 +105,7 @@ def test_case1_too_few_long_answers_keeps_the_recording(tmp_path, monkeypatch, c
     out = tmp_path / "o"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = main(["run", *TINY, "--n-prompts", "3", "--max-new-tokens", "12", "--batch-size", "3",
+        code = main(["run", *LOCAL, "--n-prompts", "3", "--max-new-tokens", "12", "--batch-size", "3",
                      "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1
@@ -145,6 +146,11 @@ def test_case2_ablate_adds_only_its_result(finished, tmp_path):
     assert {k: v for k, v in items.items() if k != "ablation"} == items_before and "ablation" in items
     assert "Area under the curve" in res.stdout and "synergy-first" in res.stdout  # case 10: numbers printed
     assert not (folder / LOCK).exists()
+    from synergy_lens.cli import main  # the same run again: everything reused, the ablation kept
+
+    assert main(["run", *LOCAL, "--n-prompts", "4", "--max-new-tokens", "12", "--full-length", "--no-report",
+                 "--quiet", "--out", str(folder)]) == 0
+    assert manifest(folder)["items"]["ablation"] == items["ablation"]
 
 
 def test_case2_second_writer_is_refused(finished, tmp_path):
@@ -171,6 +177,20 @@ def test_case2_stale_lock_of_a_killed_process_is_taken(finished, tmp_path):
     assert "reused: activity, phiid" in res.stderr
 
 
+def test_case2_rerun_with_other_settings_replaces_the_whole_run(finished, tmp_path, capsys):
+    from synergy_lens.cli import main
+
+    folder = copy_of(finished, tmp_path)
+    store = StageStore(folder)
+    store.save("ablation", {"made from": "the old recording"}, needs=("activity", "scores"))
+    code = main(["run", *LOCAL, "--n-prompts", "3", "--max-new-tokens", "14", "--no-report", "--out", str(folder)])
+    assert code == 0, capsys.readouterr().err
+    run = RunResults.load(folder)
+    assert run["activity"].n_prompts == 3 and run["activity"].n_steps == 14
+    assert run["phiid"].meta["n_prompts"] == 3 and "ablation" not in run  # nothing of the old run is left
+    assert not (folder / "ablation.json").exists()
+
+
 def test_case2_results_of_a_replaced_recording_are_dropped(tmp_path):
     from synergy_lens.record import HeadActivity
 
@@ -195,6 +215,23 @@ def test_case3_tau_too_large_is_refused_before_any_work(tmp_path):
     assert "--tau 4 needs series of at least tau + 5 = 9 steps" in res.stderr
     assert "--max-new-tokens 9 or more, or --tau 3 or less" in res.stderr
     assert not out.exists() and "Mean of empty slice" not in res.stderr
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--n-prompts", "100"], "--n-prompts 100: --prompts default has only 60 prompts"),
+    (["--ablation-prompts", "2"], "no ablation runs; add --ablate"),
+    (["--ablate", "--n-prompts", "4", "--ablation-prompts", "6"], "--ablation-prompts 6 is more than the 4 prompts"),
+    (["--ablate", "--max-new-tokens", "10", "--ablation-tokens", "20"], "--ablation-tokens 20 is more than"),
+    (["--min-steps", "50", "--max-new-tokens", "20"], "--min-steps 50 is more than --max-new-tokens 20"),
+    (["--tau", "4", "--min-steps", "8"], "--min-steps 8: with --tau 4 PhiID needs at least 9 steps"),
+])
+def test_case3_option_combinations_are_checked_up_front(argv, message, tmp_path, capsys):
+    from synergy_lens.cli import main
+
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--model", "tiny", *argv, "--out", str(out)])
+    assert info.value.code == 2 and message in capsys.readouterr().err and not out.exists()
 
 
 def test_case3_tau_plus_5_steps_are_enough():
@@ -344,11 +381,11 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 300) 
 
 def test_case7_ctrl_c_prints_the_resume_note_and_a_rerun_finishes(tmp_path):
     out = tmp_path / "o"
-    args = ["run", *TINY, "--n-prompts", "30", "--max-new-tokens", "24", "--batch-size", "1", "--no-report",
+    args = ["run", *TINY, "--n-prompts", "20", "--max-new-tokens", "16", "--batch-size", "1", "--no-report",
             "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "synergy_lens", *args], env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(lambda: (out / ".recording.ckpt").exists(), proc, "the first saved batch")
+    _wait_for(lambda: any(out.glob(".recording-*.ckpt")), proc, "the first saved batch")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
@@ -356,7 +393,8 @@ def test_case7_ctrl_c_prints_the_resume_note_and_a_rerun_finishes(tmp_path):
     assert "run the same command again to resume" in err and not (out / LOCK).exists()
     res = cli(*args)
     assert res.returncode == 0, res.stderr
-    assert RunResults.load(out)["activity"].n_prompts == 30
+    assert RunResults.load(out)["activity"].n_prompts == 20
+    assert not any(out.glob(".recording-*.ckpt"))  # the finished recording's checkpoint is removed
 
 
 def test_case7_sigkill_after_a_stage_keeps_it(tmp_path):
@@ -484,12 +522,12 @@ def test_case10_progress_flags_and_help(tmp_path, capsys, monkeypatch):
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
-    code = main(["run", *TINY[:-2], "--threads", "2", "--n-prompts", "2", "--max-new-tokens", "10", "--no-report",
+    code = main(["run", *LOCAL, "--threads", "2", "--n-prompts", "2", "--max-new-tokens", "10", "--no-report",
                  "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert code == 0 and calls == [2]
-    assert "[1/7] loading model" in err  # --no-progress hides bars, not the stage lines
-    code = main(["run", *TINY, "--quiet", "--n-prompts", "2", "--max-new-tokens", "10", "--no-report",
+    assert re.search(r"\[1/\d+\] loading model", err)  # --no-progress hides bars, not the stage lines
+    code = main(["run", *LOCAL, "--quiet", "--n-prompts", "2", "--max-new-tokens", "10", "--no-report",
                  "--out", str(tmp_path / "b")])
     assert code == 0 and capsys.readouterr().err == ""
     run_help = build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
@@ -504,5 +542,28 @@ def test_case10_tiny_model_fits_long_prompts():
 
 
 def test_case10_quickstart_shows_the_top_heads():
-    text = (Path(__file__).parents[1] / "notebooks" / "make_notebooks.py").read_text()
-    assert "scores.to_dataframe().head()" not in text and "top_heads" in text
+    root = Path(__file__).parents[1]
+    for path in (root / "README.md", root / "notebooks" / "make_notebooks.py"):
+        text = path.read_text()
+        assert "scores.to_dataframe().head()" not in text
+        assert 'scores.to_dataframe().sort_values("rank").head(10)' in text, path
+
+
+@pytest.mark.slow
+def test_case10_model_name_is_the_models_name_on_every_backend(smol):
+    from synergy_lens.models.adapter import adapt
+    from synergy_lens.models.loading import DEFAULT_HF_NAME
+
+    assert adapt(smol).name == DEFAULT_HF_NAME  # not the cache folder's name (hooked, TL 3.9)
+
+
+def test_case10_layer_skip_sweep_says_what_it_runs(capsys):
+    import synergy_lens as sl
+    from synergy_lens.intervene import default_tasks, layer_skip_sweep
+
+    model = sl.tiny_model("auto", n_layers=2, n_heads=2, n_kv_heads=1, d_head=4)
+    result = layer_skip_sweep(model, tasks=default_tasks()[:2], max_new_tokens=2, chat_template=False)
+    err = capsys.readouterr().err
+    assert "layer-skip accuracy: 2 tasks x 3 runs (accuracy=False skips)" in err
+    assert tuple(result.correct.shape) == (2, 2)
+

@@ -347,6 +347,7 @@ def load_model(
             model = _boot_bridge(DEFAULT_HF_NAME, hf, tok, device, torch_dtype)
         else:
             model = hooked_from_hf(default_model_dir(), hf, tok, device=device, dtype=torch_dtype)
+            model.cfg.model_name = DEFAULT_HF_NAME  # not the cache folder's name
         # SmolLM2 was trained without a BOS token and its GGUF tokenizer adds none.
         model.cfg.default_prepend_bos = False
         model.eval()

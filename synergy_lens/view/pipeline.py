@@ -115,17 +115,20 @@ def analyse(
                               "chat_template": chat_template, "stop_at_eos": stop_at_eos}
     dec_kw: dict[str, Any] = {"tau": tau, "redundancy": redundancy, "aggregate": aggregate}
 
+    rec_key = {"record": rec_kw, "model": adapter.name,
+               "weights": weights_digest(adapter.model) if store is not None else None,
+               "prompts": [[getattr(p, "text", p), getattr(p, "category", None)] for p in prompts]}
+    own_checkpoint = store is not None and checkpoint is None
     if store is not None:
         stages = store.saving_stages(stages, run)
         if checkpoint is None:  # an interrupted recording resumes batch by batch
-            checkpoint = str(store.folder / ".recording.ckpt")
+            checkpoint = str(store.recording_checkpoint(rec_key))
 
     stages(f"recording {len(prompts)} prompts x {max_new_tokens} new tokens")
-    rec_key = {"record": rec_kw, "min_steps": min_steps, "model": adapter.name,
-               "weights": weights_digest(adapter.model) if store is not None else None,
-               "prompts": [[getattr(p, "text", p), getattr(p, "category", None)] for p in prompts]}
-    activity: Any = stage_result(store, run, "activity", rec_key, lambda: _record(
+    activity: Any = stage_result(store, run, "activity", rec_key | {"min_steps": min_steps}, lambda: _record(
         model, prompts, store, min_steps, checkpoint=checkpoint, progress=progress, **rec_kw))
+    if own_checkpoint and store is not None:
+        store.remove_checkpoint(checkpoint)  # the recording is saved: its checkpoint is done
     if activity.settings.get("dropped_prompts"):
         kept = set(activity.settings["kept_prompts"])
         prompts = [p for i, p in enumerate(prompts) if i in kept]
