@@ -20,12 +20,12 @@ leaves what it measured). Each comparison is measured side by side in the same r
 - ``ablation``: the batched ablation curve against one pass per condition, on the big model;
 - ``e2e``: ``synergy_lens.view.pipeline.analyse`` end to end on the big model with 60 prompts
   x 100 tokens (the demo's settings, ablation included), wall time per stage, then saving
-  the results and writing the HTML report;
-- ``stream`` (last; optional): the streaming engine (``synergy_lens.phiid.pair_summaries``)
+  the results and writing the HTML report.
+- ``stream`` (optional): the streaming engine (``synergy_lens.phiid.pair_summaries``)
   against the dense kernel at 1,152 units, then timed at 16,384 and 46,080 units, each run
   only when the time left allows it; ``skip`` rows when the engine is not installed.
 
-Sections run in that order (``big`` is built before ``record``). No model or tokenizer is downloaded: the models are built from transformers configs with a
+Sections run in the order phiid, small, (big,) record, ablation, stream, e2e. No model or tokenizer is downloaded: the models are built from transformers configs with a
 byte-level tokenizer whose vocabulary is padded with ``[k]`` tokens to the model's size.
 ``--smoke`` runs every section on the CPU with tiny shapes of the same code paths (seconds;
 the test suite runs it); the speed rows are then ``info``, the exactness rows still pass or
@@ -81,7 +81,7 @@ CURVE_ATOL = {"float32": 1e-4, "bfloat16": 0.15}
 bfloat16 rounding alone moves a divergence by up to about 0.1 nats (README)."""
 STREAM_BUDGET_CUDA = 4 * 2**30
 """``memory_budget`` of the streaming engine on a GPU (its default, 256 MiB, suits a CPU)."""
-STREAM_MAX_S = 60.0
+STREAM_MAX_S = 45.0
 """The larger streaming run is skipped when the smaller one predicts more than this."""
 TARGETS = {
     "phiid_s": 0.5,  # all pairs at 1,152 units x 1,000 steps (issue 4's CPU target)
@@ -92,9 +92,9 @@ TARGETS = {
 
 SECTIONS: dict[str, tuple[list[str], float]] = {
     # section (a Check method) -> (its rows, seconds it needs on an H200, roughly), in run order:
-    # the surest and cheapest first; then e2e, the longest and least known (its stage rows are
-    # written as each stage ends, so a stopped run still shows where the time went); the
-    # optional streaming engine last, each run only if the time left allows it
+    # the surest and cheapest first; the optional streaming engine, each size only if the time
+    # left (less e2e's share) allows it; e2e, the longest and least known, last (its stage
+    # rows are written as each stage ends, and the watchdog names the stage it stopped in)
     "phiid": (["phiid.mmi_device_vs_cpu", "phiid.ccs_device_vs_cpu", "phiid.float32_vs_float64",
                "phiid.all_pairs_time"], 20),
     "small": (["small.build", "small.logits_device_vs_cpu", "small.greedy_tokens",
@@ -102,8 +102,8 @@ SECTIONS: dict[str, tuple[list[str], float]] = {
     "record": (["record.tokens_unchanged", "record.signals_vs_teacher_forced", "record.plain",
                 "record.recording", "record.overhead"], 40),
     "ablation": (["ablation.clean_condition", "ablation.curve_batched_vs_loop", "ablation.speedup"], 40),
-    "e2e": (["e2e.total", "e2e.report"], 150),
     "stream": (["phiid.stream_vs_dense", "phiid.stream_small", "phiid.stream_large"], 20),
+    "e2e": (["e2e.total", "e2e.report"], 150),
 }
 BIG_SECTIONS = ("record", "ablation", "e2e")
 
@@ -198,6 +198,7 @@ class Table:
         self.rows: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.section = "start"
+        self.section_t0 = time.perf_counter()
         self.t0 = time.perf_counter()
 
     def add(self, check: str, value: str, status: str, *, target: str = "", **data: Any) -> None:
@@ -395,6 +396,7 @@ class Check:
         self.big: Any = None
         self.big_tried = False
         self.datasets_note = ""
+        self.runs_e2e = False
         self.tokenizers: dict[int, Any] = {}
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -403,7 +405,7 @@ class Check:
 
     def run_section(self, name: str, rows: list[str], estimate_s: float, fn: Callable[[], None]) -> None:
         """Run one section; on an exception or too little budget, its missing rows say why."""
-        self.table.section = name
+        self.table.section, self.table.section_t0 = name, time.perf_counter()
         before = {r["check"] for r in self.table.rows}
         left = self.sizes.budget_s - self.elapsed()
         if not self.smoke and estimate_s > 0 and estimate_s > left:
@@ -538,7 +540,8 @@ class Check:
         for row, units in zip(rows[1:], s.stream_units):
             try:
                 guess = known[1] * (units / known[0]) ** 2  # cost grows with the pairs
-                limit = min(STREAM_MAX_S, self.sizes.budget_s - self.elapsed())
+                reserve = SECTIONS["e2e"][1] if self.runs_e2e else 0.0
+                limit = min(STREAM_MAX_S, self.sizes.budget_s - self.elapsed() - reserve)
                 if guess > limit and not self.smoke:
                     self.table.add(row, f"skipped: {units:,} units would take ~{guess:.0f} s (from "
                                    f"{known[1]:.2f} s at {known[0]:,} units), over the {limit:.0f} s "
@@ -740,6 +743,7 @@ class Check:
             if marks:
                 close_stage(now)
             marks.append((text, now))
+            self.table.section, self.table.section_t0 = f"e2e: {text}", now
 
         t = time.perf_counter()
         with warnings.catch_warnings():
@@ -815,7 +819,8 @@ def watchdog(table: Table, limit_s: float) -> None:
     """After ``limit_s`` seconds, write what was measured and end the process."""
 
     def fire() -> None:
-        note = f"stopped by the watchdog after {limit_s:.0f} s, in section {table.section!r}"
+        note = (f"stopped by the watchdog after {limit_s:.0f} s, in section {table.section!r} "
+                f"(running for {time.perf_counter() - table.section_t0:.0f} s)")
         with table.lock:
             print(f"\n{note}", flush=True)
             table.write(complete=False, note=note)
@@ -859,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synergy-lens GPU check ({meta['mode']}) on {name}; budget {sizes.budget_s:.0f} s", flush=True)
     check = Check(args, sizes, table, Device(name))
     check.datasets_note = datasets_fallback()
+    check.runs_e2e = "e2e" in (args.only or SECTIONS)
     torch.manual_seed(0)
     want = set(args.only or SECTIONS)
 
