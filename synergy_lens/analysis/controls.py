@@ -384,7 +384,7 @@ def compare_controls(
         control: ``"perturb"`` (:func:`perturb_weights` in place, restored after),
             ``"random_init"`` (:func:`random_init_like`) or a ready control model.
         scale, seed: noise scale and seed of the control (seed also seeds the bootstrap).
-        scores: head scores to profile (both by default: science.md's pitfall).
+        scores: head scores to profile (both by default: docs/science.md, "Pitfalls").
         n_boot, alpha: bootstrap over prompts for bands and CIs.
         record_kwargs, decompose_kwargs: passed on (e.g. ``{"max_new_tokens": 100}``).
         recorder: replaces ``record_head_activity`` (``recorder(model, prompts, **kw)``).

@@ -336,7 +336,7 @@ def layer_profile(
             :class:`HeadScores` (point profile only: scores hold no per-prompt data).
         score: head score to profile; default ``"rank_gradient"`` for a result, the
             scores' own for a ``HeadScores``. Run both ``"rank_gradient"`` and
-            ``"synergy_fraction"``: see science.md, "A known pitfall".
+            ``"synergy_fraction"``: see docs/science.md, "Pitfalls".
         n_boot: prompt resamples (0 for none).
         alpha: band/CI level (0.05 for 95%).
         seed: seeds the resamples (same seed + same prompt count = same resamples).

@@ -5,8 +5,8 @@ What and why
 Under Gaussian MMI PhiID, persistent synergy ``sts`` of a pair grows with the two units'
 autocorrelation even when the units are independent (two independent AR(1) units with
 coefficient 0.5 have sts = 0.29 nats). Per-head means of sts and rtr then track how
-"slow" a head is rather than how it combines information (science.md, "A known
-pitfall"). A head is called *significantly synergistic* here only against a null that
+"slow" a head is rather than how it combines information (docs/science.md,
+"Pitfalls"). A head is called *significantly synergistic* here only against a null that
 keeps each unit's own dynamics and destroys what couples units:
 
 - ``"circular_shift"``: each unit's series (per prompt) is rotated by its own random

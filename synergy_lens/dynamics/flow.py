@@ -6,7 +6,7 @@ Paper (A) (Zhang et al. 2026, arXiv 2603.29735) follows the residual stream thro
 and reports a phase transition in the middle of the network: early and late blocks
 *enhance* the stream (their writes point along it), middle blocks *orthogonalise* it (their
 writes point elsewhere, rotating the representation). The paper gives no formula, so this
-module fixes one (science.md: "pick a clear one, document it, make it a parameter").
+module fixes one (docs/science.md, "Additions of (A) with no published protocol details").
 
 For every layer ``L`` and every token position ``p`` that is counted (see *Positions*):
 

@@ -4,7 +4,7 @@ What and why
 ------------
 Every later stage (PhiID, scores, ablations, views) reads the per-head activity recorded
 during generation (Urbina-Rodriguez et al., arXiv 2601.06851; "Protocol of (B)" in
-``science.md``). :class:`HeadActivity` keeps the reduced signal, never a full activation
+``docs/science.md``). :class:`HeadActivity` keeps the reduced signal, never a full activation
 cache, plus everything needed to reproduce or interpret it: the exact token ids fed to the
 model, the generated tokens, the decoded texts, the model's sizes and the settings.
 

@@ -2,7 +2,7 @@
 
 What and why
 ------------
-Urbina-Rodriguez et al. (arXiv 2601.06851; "Protocol of (B)" in ``science.md``) record head
+Urbina-Rodriguez et al. (arXiv 2601.06851; "Protocol of (B)" in ``docs/science.md``) record head
 activity on 60 prompts, 10 in each of six categories, and average PhiID over them. Their
 prompt texts are not ours to ship, so ``synergy_lens/data/prompts.jsonl`` holds 60 prompts
 written for this project in the same six categories (:data:`CATEGORIES`).

@@ -5,7 +5,7 @@ What and why
 The raw material of every synergy-lens analysis is one scalar time series per attention
 head: the L2 norm of the head's output before W_O (``blocks.{L}.attn.hook_z``) at each
 generated token (Urbina-Rodriguez et al., arXiv 2601.06851; "Protocol of (B)" and
-"Recording during generation" in ``science.md``).
+"Recording during generation" in ``docs/science.md``).
 
 How, per batch of prompts: generate greedily (or sample, seeded) with the KV cache, prompts
 left-padded (:meth:`ModelAdapter.generate`), with a hook on every layer's ``hook_z``
@@ -14,7 +14,7 @@ one per new token) ends at the position whose output is the next token; the hook
 that position to the per-head signal on the spot and keeps ``[batch, head]``, so no
 activation cache is ever held and no second pass is needed.
 
-``science.md`` describes the alternative, one teacher-forced pass over each finished
+``docs/science.md`` describes the alternative, one teacher-forced pass over each finished
 sequence (:func:`teacher_forced_signals`): because attention is causal, position
 ``len(prompt) - 1 + t`` of that pass computes what the hook sees at step ``t``. The two agree
 to float rounding (tested). The pass costs about one more forward over every token (2-12%
@@ -52,8 +52,8 @@ from tqdm.auto import tqdm
 from synergy_lens import hooks as H
 from synergy_lens.models.adapter import ModelAdapter, adapt
 from synergy_lens.record.activity import HeadActivity
-from synergy_lens.record.degenerate import DegenerateRecordingError, check_not_degenerate
 from synergy_lens.record.checkpoint import Checkpoint, RecordingState, fingerprint, weights_digest
+from synergy_lens.record.degenerate import DegenerateRecordingError, check_not_degenerate
 from synergy_lens.record.prompts import Prompt, as_prompts
 from synergy_lens.record.signals import get_signal, weight_cache
 
@@ -108,8 +108,10 @@ def record_head_activity(
         seed: the sampling seed.
         stop_at_eos: end a prompt's series at its first EOS (the default: the model's own
             answer). ``False`` keeps generating past EOS to exactly ``max_new_tokens``
-            steps for every prompt, so all series have the protocol's full length (what
-            comes after the EOS is the model continuing a finished turn).
+            steps for every prompt, so all series have the protocol's full length: past its
+            EOS a prompt is fed the model's own next tokens (greedy, or sampled), exactly as
+            if it were generated alone; no padding is ever fed (tested against uncached
+            greedy decoding on SmolLM2).
         checkpoint: a file path; every finished batch is saved there atomically and a later
             call with the same arguments resumes from it (see
             :mod:`synergy_lens.record.checkpoint`). A finished run leaves the complete file.

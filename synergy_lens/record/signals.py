@@ -3,7 +3,7 @@
 What and why
 ------------
 PhiID needs one scalar time series per unit. The protocol of Urbina-Rodriguez et al.
-(arXiv 2601.06851, "Protocol of (B)" in ``science.md``) takes, for every attention head and
+(arXiv 2601.06851, "Protocol of (B)" in ``docs/science.md``) takes, for every attention head and
 every generated token, the L2 norm of the head's output *before* the output projection:
 ``blocks.{L}.attn.hook_z``, ``[batch, pos, head, d_head]``. That is ``"l2"`` here.
 ``"l2_out"`` is the norm of what the head actually writes to the residual stream,

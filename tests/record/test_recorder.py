@@ -163,8 +163,8 @@ def test_stop_at_eos_false_gives_full_length_series(backend):
 
 @pytest.mark.parametrize("signal", ["l2", "l2_out"])
 def test_recording_during_generation_equals_a_teacher_forced_pass(tiny, signal):
-    """science.md: hooks inside cached generation and one teacher-forced pass over the finished
-    sequences give the same per-token head signals (attention is causal)."""
+    """docs/science.md, "Recording during generation": hooks inside cached generation and one
+    teacher-forced pass over the finished sequences give the same per-token head signals (attention is causal)."""
     from synergy_lens.record import teacher_forced_signals
     from synergy_lens.record.signals import SIGNALS
 
