@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 # name -> (script, full-size arguments, --quick arguments)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "phiid": ("bench_phiid.py", [], ["--repeats", "3", "--ref-pairs", "10", "--loop-pairs", "50", "--ccs-units", "24"]),
+    "stream": ("bench_stream.py", [], ["--units", "576", "--big-units", "4096", "--repeats", "2"]),
     "ablation": ("bench_ablation.py", ["--repeats", "2"], []),
     "record": ("bench_record.py", [], ["--prompts", "8", "--max-new-tokens", "32"]),
 }

@@ -223,7 +223,7 @@ def decompose(
             :class:`~synergy_lens.phiid.summaries.PairSummaries` (per-unit means and the
             top-k pairs of the same prompt-mean or pooled atoms; see
             :func:`~synergy_lens.phiid.stream.pair_summaries`), not the dense atoms.
-        top_k, memory_budget: for streaming (None: ``stream.DEFAULT_MEMORY_BUDGET``).
+        top_k, memory_budget: for streaming (None: ``stream.default_memory_budget``).
 
     Returns:
         A :class:`PhiIDResult` (or :class:`PairSummaries` when streaming). With
@@ -269,7 +269,7 @@ def decompose(
         )
         stream = True
     if stream:
-        from synergy_lens.phiid.stream import DEFAULT_MEMORY_BUDGET, pair_summaries
+        from synergy_lens.phiid.stream import pair_summaries
 
         summaries = pair_summaries(
             prompts,
@@ -280,7 +280,7 @@ def decompose(
             labels=labels,
             n_layers=int(activity.n_layers),
             n_heads=int(activity.n_heads),
-            memory_budget=memory_budget if memory_budget is not None else DEFAULT_MEMORY_BUDGET,
+            memory_budget=memory_budget,
             chunk_pairs=chunk_pairs,
             progress=progress,
         )

@@ -63,11 +63,20 @@ from synergy_lens.phiid.result import Aggregate
 from synergy_lens.phiid.stats import CONSTANT_RTOL
 from synergy_lens.phiid.summaries import PairSummaries
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "DEFAULT_TOP_K", "pair_summaries"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_MEMORY_BUDGET_CUDA",
+    "DEFAULT_TOP_K",
+    "default_memory_budget",
+    "pair_summaries",
+]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
-"""Bytes for the per-tile working set (correlation tiles and block temporaries); the
-series' windows come on top. 256 MiB gives 2,048 x 2,048 tiles for one series."""
+"""Bytes for the per-tile working set on CPU (correlation tiles and block temporaries);
+the series' windows come on top. 256 MiB gives 2,048 x 2,048 tiles for one series."""
+
+DEFAULT_MEMORY_BUDGET_CUDA = 4 * 2**30
+"""The same on GPUs: 4 GiB gives 8,192 x 8,192 tiles and blocks of ~1 M pairs."""
 
 DEFAULT_TOP_K = 1000
 """Pairs kept by sts and by rtr."""
@@ -75,6 +84,11 @@ DEFAULT_TOP_K = 1000
 _I_STS, _I_RTR = atom_index("sts"), atom_index("rtr")
 _BYTES_PER_PAIR_TEMP = 8 * 96
 """Approximate bytes of block temporaries per pair (known quantities, atoms, masks)."""
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """The default ``memory_budget`` for a device."""
+    return DEFAULT_MEMORY_BUDGET if device.type == "cpu" else DEFAULT_MEMORY_BUDGET_CUDA
 
 
 # --------------------------------------------------------------------------- windows
@@ -264,7 +278,7 @@ def _stream(
     acc = _Accumulator(u, top_k, device)
     tile = max(16, math.isqrt(max(1, memory_budget // 2) // (32 * n_sys)))
     chunk = chunk_pairs if chunk_pairs is not None else default_chunk_pairs(device)
-    chunk = max(1, min(chunk, memory_budget // 2 // (_BYTES_PER_PAIR_TEMP * n_sys)))
+    chunk = max(1, min(chunk, memory_budget // 2 // _BYTES_PER_PAIR_TEMP))
     tiles = [(r0, c0) for r0 in range(0, u, tile) for c0 in range(r0, u, tile)]
     for r0, c0 in tqdm(tiles, desc="PhiID pair tiles", disable=not progress, unit="tile"):
         r1, c1 = min(u, r0 + tile), min(u, c0 + tile)
@@ -319,7 +333,7 @@ def pair_summaries(
     labels: Sequence[str] | None = None,
     n_layers: int | None = None,
     n_heads: int | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     chunk_pairs: int | None = None,
     progress: bool = False,
 ) -> PairSummaries:
@@ -338,8 +352,10 @@ def pair_summaries(
             :func:`decompose`, exactly) or ``"pooled"`` (windows concatenated).
         n_layers, n_heads: optional model shape (``unit = layer * n_heads + head``), kept
             for :func:`~synergy_lens.analysis.synergy_scores`.
-        memory_budget: bytes for the tile working set (the windows, ``16 * unit * time``
-            bytes per system, come on top).
+        memory_budget: bytes for the tile working set: half for the correlation tiles
+            (``32 * tile**2`` bytes per prompt), half for block temporaries; None for
+            :func:`default_memory_budget` (256 MiB on CPU, 4 GiB on GPUs). The windows
+            (``16 * unit * time`` bytes per prompt) come on top.
         progress: show a tqdm bar over tiles.
 
     Returns:
@@ -358,8 +374,6 @@ def pair_summaries(
         raise ValueError(f"aggregate must be one of {get_args(Aggregate)}, got {aggregate!r}")
     if not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
-    if memory_budget < 2**20:
-        raise ValueError(f"memory_budget must be at least 1 MiB, got {memory_budget} bytes")
     single = isinstance(x, Tensor) and x.ndim == 2
     if isinstance(x, Tensor):
         if x.ndim not in (2, 3):
@@ -379,6 +393,10 @@ def pair_summaries(
                 f"prompt {p} has shape {tuple(piece.shape)}; every prompt must be [unit, time] "
                 f"with the same {n_units} units"
             )
+    if memory_budget is None:
+        memory_budget = default_memory_budget(pieces[0].device)
+    if memory_budget < 2**20:
+        raise ValueError(f"memory_budget must be at least 1 MiB, got {memory_budget} bytes")
     red = get_redundancy(redundancy)
     series = [piece.to(torch.float64) for piece in pieces]
     if jitter is not None:
