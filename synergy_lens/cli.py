@@ -126,8 +126,8 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     g.add_argument("--chat-template", choices=("auto", "yes", "no"), default="auto",
                    help="wrap prompts in the tokenizer's chat template (auto: when it has one)")
     g.add_argument("--full-length", action="store_true",
-                   help="keep generating past EOS so every series has exactly --max-new-tokens steps "
-                        "(default: a prompt's series ends at its EOS)")
+                   help="keep generating past EOS so every series has exactly --max-new-tokens steps, the "
+                        "model's own tokens after its EOS (default: a prompt's series ends at its EOS)")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="save the recording after every batch to FILE and resume from it if it exists "
                         "(default: a checkpoint file in the --out folder, removed once the recording is saved)")

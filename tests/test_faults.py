@@ -191,6 +191,26 @@ def test_case2_rerun_with_other_settings_replaces_the_whole_run(finished, tmp_pa
     assert not (folder / "ablation.json").exists()
 
 
+def test_a_failing_later_stage_leaves_the_earlier_ones_usable(tmp_path, monkeypatch, capsys):
+    import synergy_lens.analysis as analysis
+    from synergy_lens.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure in the topology stage")
+
+    out = tmp_path / "o"
+    argv = ["run", *LOCAL, "--n-prompts", "3", "--max-new-tokens", "12", "--out", str(out)]
+    with monkeypatch.context() as m:
+        m.setattr(analysis, "topology_table", broken)
+        assert main(argv) == 1
+    assert "injected failure" in capsys.readouterr().err and not (out / LOCK).exists()
+    saved = RunResults.load(out)
+    assert {"activity", "phiid", "scores", "core"} <= set(saved.items) and "topology" not in saved
+    assert main(argv) == 0
+    assert "reused: activity, phiid" in capsys.readouterr().err
+    assert "topology" in RunResults.load(out)
+
+
 def test_case2_results_of_a_replaced_recording_are_dropped(tmp_path):
     from synergy_lens.record import HeadActivity
 

@@ -176,6 +176,8 @@ def analyse(
 def _record(model: Any, prompts: Sequence[Any], store: StageStore | None, min_steps: int | None,
             **kwargs: Any) -> Any:
     """Record; save the whole recording at once, then leave out prompts shorter than ``min_steps``."""
+    import torch
+
     from synergy_lens.record import record_head_activity
     from synergy_lens.record.activity import drop_short_prompts
     from synergy_lens.record.degenerate import DegenerateRecordingError
@@ -190,7 +192,7 @@ def _record(model: Any, prompts: Sequence[Any], store: StageStore | None, min_st
         raise
     if min_steps is None:
         return activity
-    short = [i for i, n in enumerate(activity.lengths.tolist()) if n < min_steps]
+    short = [i for i, n in enumerate(torch.as_tensor(activity.lengths).tolist()) if n < min_steps]
     if short and store is not None:  # kept even if too few prompts are usable
         store.save("activity", activity, key=None)
     used, dropped = drop_short_prompts(activity, min_steps)
