@@ -397,6 +397,7 @@ class Check:
         self.big_tried = False
         self.datasets_note = ""
         self.runs_e2e = False
+        self.e2e_kwargs: dict[str, Any] = json.loads(args.e2e_kwargs) if args.e2e_kwargs else {}
         self.tokenizers: dict[int, Any] = {}
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -748,16 +749,19 @@ class Check:
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run = analyse(self.big, prompt_texts(s.e2e_prompts), max_new_tokens=s.e2e_tokens,
-                          batch_size=s.e2e_batch, stop_at_eos=False, n_boot=s.e2e_boot,
-                          ablation=dict(s.e2e_ablation) | {"mode": "zero"}, stages=stages, progress=False)
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": s.e2e_tokens, "batch_size": s.e2e_batch, "stop_at_eos": False,
+                "n_boot": s.e2e_boot, "ablation": dict(s.e2e_ablation) | {"mode": "zero"},
+            } | self.e2e_kwargs
+            run = analyse(self.big, prompt_texts(s.e2e_prompts), stages=stages, progress=False, **kwargs)
         self.dev.sync()
         end = time.perf_counter()
         if marks:
             close_stage(end)
         total = end - t
+        extra = f"; also {json.dumps(self.e2e_kwargs)}" if self.e2e_kwargs else ""
         self.table.add("e2e.total", f"{total:.1f} s for analyse() ({s.e2e_prompts} prompts x {s.e2e_tokens} tokens, "
-                       f"batch {s.e2e_batch}, {s.e2e_boot} bootstrap resamples, demo ablation settings)",
+                       f"batch {s.e2e_batch}, {s.e2e_boot} bootstrap resamples, demo ablation settings{extra})",
                        verdict(total <= TARGETS["e2e_s"], self.smoke, speed=True),
                        target=f"<= {TARGETS['e2e_s']:.0f} s", seconds=total)
         from synergy_lens.view.report import write_report
@@ -841,9 +845,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds: skip a section that would start later than this allows "
                          f"(default {FULL.budget_s:.0f}; the watchdog stops the run 60 s later)")
+    ap.add_argument("--e2e-kwargs", default=None, metavar="JSON",
+                    help="more keyword arguments for analyse() in e2e, e.g. '{\"n_surrogates\": 0}'")
     ap.add_argument("--only", nargs="+", default=None, choices=list(SECTIONS),
                     help="run only these sections (record, ablation and e2e build the big model)")
     args = ap.parse_args(argv)
+    if args.e2e_kwargs is not None:
+        try:
+            ok = isinstance(json.loads(args.e2e_kwargs), dict)
+        except json.JSONDecodeError:
+            ok = False
+        if not ok:
+            ap.error(f"--e2e-kwargs must be a JSON object such as '{{\"n_surrogates\": 0}}', got {args.e2e_kwargs!r}")
 
     sizes = SMOKE if args.smoke else FULL
     if args.budget is not None:
