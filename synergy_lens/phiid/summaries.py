@@ -47,6 +47,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ STREAM_SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
 ``analysis.scores`` defines it); a score on ``[unit, unit]`` matrices needs the dense path."""
 
 
-@dataclass
-class PairSummaries:
+@dataclass(repr=False)
+class PairSummaries(SummaryRepr):
     """Per-unit means of the 16 atoms over partners, and the top-k pairs by sts and rtr.
 
     Attributes:
@@ -115,6 +116,12 @@ class PairSummaries:
             raise ValueError(
                 f"n_layers * n_heads = {self.n_layers * self.n_heads} but there are {u} units"
             )
+
+    def _summary_extra(self) -> list[tuple[str, str]]:
+        if self.top_sts_pairs is None or not self.top_sts_pairs.shape[0]:
+            return []
+        best = self.top_sts_pairs[:3].tolist()
+        return [("top sts pairs", ", ".join(f"{self._label(i)}-{self._label(j)}" for i, j in best))]
 
     # ---------------------------------------------------------------- read-outs
     @property

@@ -273,6 +273,7 @@ def test_save_load_and_dataframes(tmp_path: Path) -> None:
     units = s.to_dataframe()
     assert list(units.columns[:3]) == ["unit", "label", "n_partners"] and len(units) == 10
     assert units["sts"].iloc[0] == pytest.approx(float(s.mean_sts[0]), abs=0)
+    assert "top sts pairs" in repr(s) and "tensor[16x10] float64" in repr(s)
     top = s.to_dataframe("top_sts")
     assert top["rank"].tolist() == [1, 2, 3, 4] and top["source"].iloc[0] == labels[int(top["i"].iloc[0])]
 
