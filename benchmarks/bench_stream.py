@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_phiid import make_data
 
-from synergy_lens.phiid import all_pairs, atom_index, pair_summaries
+from synergy_lens.phiid import ATOMS, all_pairs, atom_index, pair, pair_summaries
 
 
 def load() -> str:
@@ -98,6 +98,13 @@ def big_case(units: int, steps: int, top_k: int, device: str, threads: int) -> N
     if device == "cuda":
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # spot check, not timed: three units' rows through pair(), one batch of pairs each
+    check = 0.0
+    for i in (0, units // 2, units - 1):
+        others = torch.cat([x[:i], x[i + 1 :]])
+        row = pair(x[i].expand_as(others), others)  # unit i as source x, every j as target
+        mean = torch.stack([row[a] for a in ATOMS]).mean(-1)
+        check = max(check, (mean - s.unit_mean[:, i]).abs().max().item())
     result = {
         "wall": wall,
         "cpu": cpu,
@@ -106,6 +113,7 @@ def big_case(units: int, steps: int, top_k: int, device: str, threads: int) -> N
         "gpu_peak": torch.cuda.max_memory_allocated() / 1024**3 if device == "cuda" else None,
         "top_sts": s.top_pairs("sts")[0].shape[0],
         "nan_units": int(s.unit_mean[0].isnan().sum()),
+        "row_check": check,
         "threads": torch.get_num_threads(),
         "load_after": os.getloadavg()[0],
     }
@@ -195,6 +203,10 @@ def main() -> None:
                 f"  [{tag}] {rate:,.0f} pairs/s (wall) = {rate / kernel_rate:.2f} x the dense "
                 f"kernel's wall rate at {u} units (target >= 0.80); top pairs {r['top_sts']}, "
                 f"units with no valid partner {r['nan_units']}"
+            )
+            print(
+                f"  [{tag}] per-unit means of 3 units vs pair() on their {ub - 1} partners: "
+                f"max |diff| {r['row_check']:.1e} nats"
             )
             if r["threads"] == 1 and device == "cpu":
                 cpu_rate = big_pairs / r["cpu"]
