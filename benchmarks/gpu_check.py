@@ -82,7 +82,8 @@ bfloat16 rounding alone moves a divergence by up to about 0.1 nats (README)."""
 STREAM_BUDGET_CUDA = 4 * 2**30
 """``memory_budget`` of the streaming engine on a GPU (its default, 256 MiB, suits a CPU)."""
 STREAM_MAX_S = 45.0
-"""The larger streaming run is skipped when the smaller one predicts more than this."""
+"""A streaming run is skipped when the one before it (fewer units; cost grows with the
+pairs) predicts more than this, or more than the budget left less e2e's share."""
 TARGETS = {
     "phiid_s": 0.5,  # all pairs at 1,152 units x 1,000 steps (issue 4's CPU target)
     "record_overhead": 0.05,  # recording vs plain generation
