@@ -734,6 +734,14 @@ def _out_folder(args: argparse.Namespace) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _saved_note(args: argparse.Namespace) -> str:
+    """Where the finished stages of a failed run are (run/demo/ablate with a manifest)."""
+    folder = _out_folder(args) if args.command in ("run", "demo", "ablate") else None
+    if folder is None or not (folder / "manifest.json").is_file():
+        return ""
+    return f"\nThe stages finished before the failure are saved in {folder}; the same command reuses them."
+
+
 _COMMANDS = {"demo": cmd_analyse, "run": cmd_analyse, "report": cmd_report, "ablate": cmd_ablate,
              "difficulty": cmd_difficulty}
 
@@ -764,8 +772,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, TypeError, RuntimeError, OSError) as err:
         if getattr(args, "debug", False):
             raise
-        print(f"synergy-lens {args.command}: error: {err}\n(run again with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"synergy-lens {args.command}: error: {err}{_saved_note(args)}\n(run again with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug: still one clear message, and what is saved
+        if getattr(args, "debug", False):
+            raise
+        print(f"synergy-lens {args.command}: internal error: {type(err).__name__}: {err}{_saved_note(args)}\n"
+              "(run again with --debug for the traceback, and please report it)", file=sys.stderr)
         return 1
     return 0  # pragma: no cover
 
