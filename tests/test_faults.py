@@ -146,6 +146,7 @@ def test_case1_short_answers_end_to_end_on_smollm2(tmp_path):
               "--no-progress", "--threads", "1", "--out", str(out), timeout=900)
     assert res.returncode == 0, res.stderr
     assert "leaving out" in res.stderr and "--full-length" in res.stderr
+    assert "Loading weights" not in res.stderr  # case 10: --no-progress hides the transformers bar too
     run = RunResults.load(out)
     lengths = run["activity"].lengths.tolist()
     assert min(lengths) >= 8 and run["activity"].settings["dropped_prompts"]
@@ -213,19 +214,22 @@ def test_case2_rerun_with_other_settings_replaces_the_whole_run(finished, tmp_pa
     assert not (folder / "ablation.json").exists()
 
 
-def test_a_failing_later_stage_leaves_the_earlier_ones_usable(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("error", [RuntimeError, ZeroDivisionError])  # an expected failure, and a bug
+def test_a_failing_later_stage_leaves_the_earlier_ones_usable(error, tmp_path, monkeypatch, capsys):
     import synergy_lens.analysis as analysis
     from synergy_lens.cli import main
 
     def broken(*args, **kwargs):
-        raise RuntimeError("injected failure in the topology stage")
+        raise error("injected failure in the topology stage")
 
     out = tmp_path / "o"
     argv = ["run", *LOCAL, "--n-prompts", "3", "--max-new-tokens", "12", "--out", str(out)]
     with monkeypatch.context() as m:
         m.setattr(analysis, "topology_table", broken)
         assert main(argv) == 1
-    assert "injected failure" in capsys.readouterr().err and not (out / LOCK).exists()
+    err = capsys.readouterr().err
+    assert "injected failure" in err and "Traceback" not in err and not (out / LOCK).exists()
+    assert f"The stages finished before the failure are saved in {out}" in err
     saved = RunResults.load(out)
     assert {"activity", "phiid", "scores", "core"} <= set(saved.items) and "topology" not in saved
     assert main(argv) == 0
