@@ -55,7 +55,7 @@ from synergy_lens.analysis.surrogates import SurrogateTest, surrogate_test
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HEADLINE_SCORES", "Headline", "headline", "index_null", "shape_word"]
+__all__ = ["HEADLINE_SCORES", "Headline", "headline", "index_null", "shape_word", "surrogate_batch"]
 
 HEADLINE_SCORES = ("rank_gradient", "syn_minus_red", "synergy_fraction")
 """The three scores every headline reports (``scores.py`` says where each comes from)."""
@@ -242,6 +242,13 @@ class Headline:
         return cls(**tensors, **header)
 
 
+def surrogate_batch(n_units: int) -> int:
+    """Surrogates per ``all_pairs`` call: batching helps small models, but above ~100 heads
+    the batched tensors outgrow the cache and one at a time is faster (measured on SmolLM2's
+    270 heads: 0.066 s per decomposition alone vs 0.086 s in batches of 8)."""
+    return 1 if n_units >= 100 else 8
+
+
 def _pearson(a: Tensor, b: Tensor) -> float:
     x, y = a.numpy(), b.numpy()
     ok = np.isfinite(x) & np.isfinite(y)
@@ -330,6 +337,7 @@ def headline(
             tau=int(getattr(result, "tau", 1)),
             redundancy=str(getattr(result, "redundancy", "MMI")),
             seed=seed,
+            batch=surrogate_batch(len(labels)),
             progress=progress,
         )
     profiles = dict(profiles or {})

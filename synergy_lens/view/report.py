@@ -136,10 +136,11 @@ def _summary(page: Report, run: RunResults) -> None:
         page.raw_html(f"<p>{_html_escape(what)}</p><ul>"
                       + "".join(f"<li>{_html_escape(x)}</li>" for x in profile_lines) + "</ul>")
     if hl is not None:
-        passed = [s for s in hl.scores if hl.significant(s)]
-        verdict = ("No score's profile exceeds what the heads' own autocorrelation produces: the inverted U, "
-                   "where there is one, is not evidence of integration here." if not passed else
-                   f"Above the null: {', '.join(passed)}.")
+        passed = [s for k, s in enumerate(hl.scores) if hl.significant(s) and float(hl.index[k]) > 0]
+        verdict = ("No score shows an inverted U above what the heads' own autocorrelation produces: the "
+                   "profile, whatever its shape, is not evidence of integration here." if not passed else
+                   f"Inverted U above the null under: {', '.join(passed)} (the smallest p possible with "
+                   f"{hl.n_surrogates} surrogates is {1 / (1 + hl.n_surrogates):.2g}).")
         page.text(verdict, note=not passed)
     if core is not None:
         heads = core.labels_of("abstract")
