@@ -160,10 +160,10 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                    help="circular-shift surrogates (each head keeps its own dynamics) against which every score's "
                         "layer profile is tested, also per robustness choice; the smallest p is 1/(N+1) "
                         "(19: 0.05, 99: 0.01); 0: no test")
-    a.add_argument("--robustness", nargs="+", choices=ROBUSTNESS, default=["detrended", "pooled"], metavar="CHOICE",
-                   help="analysis choices re-run, one change each from tau 1 / raw series / mean over prompts / MMI: "
-                        "detrended (first differences), pooled (one estimate from all prompts), tau10, ccs (slow); "
-                        "'none' for none")
+    a.add_argument("--robustness", nargs="+", choices=ROBUSTNESS, default=["detrended", "pooled", "tau10"], metavar="CHOICE",
+                   help="analysis choices re-run, one change each from tau 1 / raw series / mean over prompts / MMI, "
+                        "each tested against its own surrogate null: detrended (first differences), pooled (one "
+                        "estimate from all prompts), tau10, ccs (slow: per-sample redundancy); 'none' for none")
     a.add_argument("--exclude-unstable", action="store_true",
                    help="leave heads whose series are too coarse for a stable PhiID estimate out of every score "
                         "(by default they are only marked)")

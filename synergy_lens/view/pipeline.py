@@ -63,7 +63,7 @@ def analyse(
     min_steps: int | None = None,
     store: StageStore | None = None,
     n_surrogates: int = 19,
-    robustness: Sequence[str] | None = ("detrended", "pooled"),
+    robustness: Sequence[str] | None = ("detrended", "pooled", "tau10"),
     exclude_unstable: bool = False,
 ) -> RunResults:
     """Record, decompose and analyse; returns every result by name (saved only with ``store``).
