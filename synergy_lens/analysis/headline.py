@@ -22,7 +22,9 @@ autocorrelation-preserving surrogate null of :func:`~synergy_lens.analysis.surro
    Benjamini-Hochberg control of the false discovery rate over all heads.
 
 The summary sentence per score reads, e.g., "syn_minus_red: inverted U, index 0.33 [0.25,
-0.37], not above the autocorrelation null (null index 0.31), p = 0.41".
+0.37], not above the autocorrelation null (null index 0.31, 19 surrogates), p = 0.41". An
+index can be above the null and still negative (no inverted U, but less U-shaped than the
+null): the sentence then says "no inverted U ... above the autocorrelation null".
 
 Cost: ``n_prompts * (n_surrogates + 2)`` all-pairs decompositions (about 0.04 s each for
 SmolLM2's 270 heads x 100 tokens on one CPU core); every score shares the same surrogates.
