@@ -90,13 +90,21 @@ def check_writable(folder: str | Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs and could be a synergy-lens command (a reused pid of another
+    program, seen in ``/proc`` on Linux, does not count)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return any(word in cmdline for word in (b"python", b"synergy"))
 
 
 def _read_lock(path: Path) -> dict[str, Any] | None:

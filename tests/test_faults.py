@@ -200,6 +200,19 @@ def test_case2_stale_lock_of_a_killed_process_is_taken(finished, tmp_path):
     assert "reused: activity, phiid" in res.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to tell programs apart")
+def test_case2_lock_whose_pid_now_belongs_to_another_program_is_stale(tmp_path):
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / LOCK).write_text(json.dumps({"pid": other.pid, "host": os.uname().nodename, "command": "x"}))
+        with pytest.warns(UserWarning, match=f"pid {other.pid}"), lock_folder(tmp_path):
+            assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+        assert not (tmp_path / LOCK).exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_case2_rerun_with_other_settings_replaces_the_whole_run(finished, tmp_path, capsys):
     from synergy_lens.cli import main
 
