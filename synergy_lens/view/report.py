@@ -245,8 +245,15 @@ def _heads(page: Report, run: RunResults) -> None:
                         "How far each head's rank moves when the prompts are resampled, and how often it is in "
                         "the core. A core head near 50% is a coin flip.")
             core_rows = ranks.to_dataframe()
-            page.table(core_rows[core_rows["in_core"]], "Core heads: rank, its bootstrap interval and the fraction "
-                       "of resamples in the core.", index=False)
+            core_rows = core_rows[core_rows["in_core"]].copy()
+            hl = run.get("headline")
+            caption = "Core heads: rank, its bootstrap interval and the fraction of resamples in the core."
+            if hl is not None and hl.core_score == ranks.score:
+                q_of = dict(zip(hl.core, hl.core_q.tolist()))
+                core_rows["q_mean_sts_vs_null"] = [q_of.get(lab, float("nan")) for lab in core_rows["label"]]
+                caption += (f" q: Benjamini-Hochberg adjusted p of the head's mean sts against the surrogate null "
+                            f"(significant at q <= {hl.fdr:g}).")
+            page.table(core_rows, caption, index=False)
     if res is not None:
         page.section("Pairwise PhiID")
         page.figure(M.plot_matrices(res), "sts[i, j] and rtr[i, j] in nats for every pair of heads, "
