@@ -18,20 +18,21 @@ leaves what it measured). Each comparison is measured side by side in the same r
   alternating, on the big model; the recording must not change the generated tokens, and
   its signals must match a teacher-forced pass;
 - ``ablation``: the batched ablation curve against one pass per condition, on the big model;
-- ``e2e``: ``synergy_lens.view.pipeline.analyse`` end to end on the big model with 60 prompts
-  x 100 tokens (the demo's settings, ablation included), wall time per stage, then saving
-  the results and writing the HTML report.
+- ``e2e``: ``analyse`` (``synergy_lens.analyse`` or ``synergy_lens.view.pipeline``) end to
+  end on the big model with 60 prompts x 100 tokens (the demo's settings, ablation
+  included), wall time per stage, then saving the results and writing the HTML report;
 - ``stream`` (optional): the streaming engine (``synergy_lens.phiid.pair_summaries``)
   against the dense kernel at 1,152 units, then timed at 16,384 and 46,080 units, each run
   only when the time left allows it; ``skip`` rows when the engine is not installed.
 
-Sections run in the order phiid, small, (big,) record, ablation, stream, e2e. No model or tokenizer is downloaded: the models are built from transformers configs with a
-byte-level tokenizer whose vocabulary is padded with ``[k]`` tokens to the model's size.
-``--smoke`` runs every section on the CPU with tiny shapes of the same code paths (seconds;
-the test suite runs it); the speed rows are then ``info``, the exactness rows still pass or
-fail against the tolerances below. ``--budget`` bounds the run: a section that would start
-too late is skipped (its rows say so), and a watchdog writes the table and exits if a
-section overruns by more than a minute.
+Sections run in the order phiid, small, (big,) record, ablation, stream, e2e. No model or
+tokenizer is downloaded: the models are built from transformers configs with a byte-level
+tokenizer whose vocabulary is padded with ``[k]`` tokens to the model's size. ``--smoke``
+runs every section on the CPU with tiny shapes of the same code paths (about a minute on
+two cores; the test suite runs it); the speed rows are then ``info``, the exactness rows
+still pass or fail against the tolerances below. ``--budget`` bounds the run: a section
+that would start too late is skipped (its rows say so), and a watchdog writes the table
+and exits if the run overruns the budget by more than a minute.
 
 The GPU machine needs TransformerLens, plotly and circuitsvis, carried as wheels
 (``make gpu-wheels`` here, then ``make gpu-check`` there installs them; README, "GPU check").
@@ -724,7 +725,12 @@ class Check:
                        target=f">= {TARGETS['ablation_speedup']:g}x", ratio=ratio, loop_s=loop_s, batched_s=batch_s)
 
     def e2e(self) -> None:
-        from synergy_lens.view.pipeline import analyse
+        import synergy_lens
+
+        try:  # the public name where the package exports it, else the pipeline's own
+            analyse = synergy_lens.analyse  # type: ignore[attr-defined]
+        except AttributeError:
+            from synergy_lens.view.pipeline import analyse
 
         s = self.sizes
         marks: list[tuple[str, float]] = []
