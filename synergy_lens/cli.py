@@ -544,6 +544,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     _setup_runtime(args)
     stages = _Stages(8 + do_ablation + (args.control != "none") + (not args.no_report), quiet=args.quiet)
     with lock_folder(out, command=f"synergy-lens {args.command}"):
+        StageStore(out).manifest()  # a damaged manifest.json is reported now, not after the recording
         stages(f"loading model {args.model or '(default SmolLM2-135M-Instruct)'}")
         model = load_cli_model(args.model, args.backend, args.device)
         settings = _settings(args, model, len(prompts))

@@ -354,6 +354,14 @@ def test_case4_report_on_a_truncated_result(finished, tmp_path):
     assert "Errno" not in res.stderr and "weights_only" not in res.stderr
 
 
+def test_case4_a_damaged_manifest_is_reported_before_any_work(finished, tmp_path):
+    folder = copy_of(finished, tmp_path)
+    (folder / "manifest.json").write_text('{"format": "synergy_lens.Run/1", "items": {')
+    res = local("run", *TINY, "--n-prompts", "4", "--max-new-tokens", "12", "--out", str(folder))
+    assert res.returncode == 1 and "manifest.json: expected the JSON manifest" in res.stderr
+    assert "loading model" not in res.stderr
+
+
 def test_case4_a_corrupt_stage_is_recomputed_on_resume(finished, tmp_path):
     folder = copy_of(finished, tmp_path)
     (folder / "phiid.pt").write_bytes(b"")
