@@ -26,7 +26,15 @@ matrix:
 Memory: the series' two windows (``16 * unit * time`` bytes) plus a tile of
 ``4 * prompts * tile**2`` float64 correlations and the block temporaries, both sized from
 ``memory_budget``. Results equal the dense path's to rounding (about 1e-15; tested at
-1e-12) and do not depend on the tile or block size beyond rounding.
+1e-12) and do not depend on the tile or block size beyond rounding. The correlations are
+summed in another order than the dense path's, so a pair close to collinear (4 x 4
+determinant just above ``SINGULAR_TOL``, e.g. a jittered copy of another unit) differs
+more on both paths alike (~1e-9), and a pair right at the threshold may fall on the other
+side; exactly constant units and exactly collinear pairs are NaN on both.
+
+Cost: per pair, four dot products of length ``time - tau`` (float64 matrix products)
+and the closed form; one series of 16,384 units x 1,000 steps takes about 50 CPU-seconds
+(``benchmarks/bench_stream.py``), 1.6x the dense kernel's rate per CPU-second.
 
 Several prompts (``aggregate="mean_over_prompts"``, as :func:`decompose`): for each block
 every prompt's atoms are computed and averaged over the prompts where the pair is defined
