@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_phiid import make_data
 
-from synergy_lens.phiid import ATOMS, all_pairs, atom_index, pair, pair_summaries
+from synergy_lens.phiid import ATOMS, all_pairs, pair, pair_summaries
+from tests.phiid.reference import summaries_of_atoms
 
 
 def load() -> str:
@@ -47,22 +48,6 @@ def load() -> str:
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
-
-
-def dense_summaries(atoms: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    """What pair_summaries returns, computed from the dense atoms (same tie rule)."""
-    u = atoms.shape[-1]
-    out = {"mean": torch.nanmean(atoms, -1)}
-    iu, ju = torch.triu_indices(u, u, 1)
-    for name in ("sts", "rtr"):
-        v = atoms[atom_index(name), iu, ju]
-        ok = ~v.isnan()
-        i, j, v = iu[ok], ju[ok], v[ok]
-        order = torch.argsort(i * u + j, stable=True)
-        order = order[torch.argsort(v[order], descending=True, stable=True)][:k]
-        out[f"{name}_pairs"] = torch.stack([i[order], j[order]], -1)
-        out[f"{name}_atoms"] = atoms[:, i[order], j[order]].mT
-    return out
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
@@ -150,21 +135,21 @@ def main() -> None:
     pair_summaries(x[:64])
 
     print(f"\n[1] {u} units x {t} steps ({n_pairs:,} pairs): dense vs stream; {load()}")
-    dense_t, dense = best_of(lambda: dense_summaries(all_pairs(x), k), args.repeats)
+    dense_t, dense = best_of(lambda: summaries_of_atoms(all_pairs(x).numpy(), k), args.repeats)
     kernel_t, _ = best_of(lambda: all_pairs(x), args.repeats)
     stream_t, s = best_of(lambda: pair_summaries(x, top_k=k), args.repeats)
     assert isinstance(dense, dict)
-    mean_err = (s.unit_mean - dense["mean"]).abs().nan_to_num().max().item()  # type: ignore[union-attr]
+    mean_err = (s.unit_mean - torch.from_numpy(dense["mean"])).abs().nan_to_num().max().item()  # type: ignore[union-attr]
     lines = [f"  max |stream - dense| per-unit means (16 atoms): {mean_err:.1e} nats"]
     for name in ("sts", "rtr"):
         pairs, atoms = s.top_pairs(name)  # type: ignore[union-attr]
-        same = torch.equal(pairs, dense[f"{name}_pairs"])
-        err = (atoms - dense[f"{name}_atoms"]).abs().max().item()
+        same = torch.equal(pairs, torch.from_numpy(dense[f"{name}_pairs"]))
+        err = (atoms - torch.from_numpy(dense[f"{name}_atoms"])).abs().max().item()
         lines.append(f"  top {k} by {name}: same pairs {same}, max |atom diff| {err:.1e}")
     dense_rate, kernel_rate, stream_rate = n_pairs / dense_t, n_pairs / kernel_t, n_pairs / stream_t
     print(f"  {'path':<40}{'time (s)':>10}{'pairs/s':>14}")
     print(f"  {'dense all_pairs (kernel only)':<40}{kernel_t:>10.3f}{kernel_rate:>14,.0f}")
-    print(f"  {'dense all_pairs + means + top-k':<40}{dense_t:>10.3f}{dense_rate:>14,.0f}")
+    print(f"  {'dense all_pairs + NumPy means + top-k':<40}{dense_t:>10.3f}{dense_rate:>14,.0f}")
     print(f"  {'stream pair_summaries':<40}{stream_t:>10.3f}{stream_rate:>14,.0f}")
     print("\n".join(lines))
     print(f"  stream rate / dense kernel rate: {stream_rate / kernel_rate:.2f} (wall, best of {args.repeats})")

@@ -190,3 +190,32 @@ def simulate_var1(
         state = state @ at + noise[t]
         out[t] = state
     return out[burn_in:].T
+
+
+def summaries_of_atoms(atoms: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """What the streaming engine keeps, read off dense atoms ``[16, unit, unit]`` (NaN = undefined).
+
+    ``mean[k, i]``: nanmean over j of ``atoms[k, i, j]`` (unit i as source); ``count[i]``:
+    defined partners; ``fraction[i]``: nanmean over j of sts / (|sts| + |rtr|) (zero
+    denominators skipped); ``sts_pairs``/``rtr_pairs`` ``[k, 2]`` and ``*_atoms`` ``[k, 16]``:
+    the pairs i < j with the largest value, ties by (i, j) ascending (``np.lexsort``).
+    """
+    sts, rtr = atoms[ATOM_NAMES.index("sts")], atoms[ATOM_NAMES.index("rtr")]
+    denom = np.abs(sts) + np.abs(rtr)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(denom > 0, sts / denom, np.nan)
+    defined = ~np.isnan(sts)
+    out = {
+        "mean": np.nanmean(np.where(defined, atoms, np.nan), -1),
+        "count": defined.sum(-1),
+        "fraction": np.nanmean(frac, -1),
+    }
+    iu, ju = np.triu_indices(atoms.shape[-1], 1)
+    for name, values in (("sts", sts), ("rtr", rtr)):
+        v = values[iu, ju]
+        ok = ~np.isnan(v)
+        i, j, v = iu[ok], ju[ok], v[ok]
+        order = np.lexsort((j, i, -v))[:k]  # last key first: value descending, then i, then j
+        out[f"{name}_pairs"] = np.stack([i[order], j[order]], -1)
+        out[f"{name}_atoms"] = atoms[:, i[order], j[order]].T
+    return out
