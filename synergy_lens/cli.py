@@ -1,4 +1,4 @@
-"""Command line: ``synergy-lens demo | run | report | ablate | difficulty``.
+"""Command line: ``synergy-lens demo | run | report | ablate | difficulty | sweep``.
 
 - ``demo``: the README's main job. The default model (SmolLM2-135M-Instruct, offline), the
   default 60-prompt suite, 100 new tokens, the full analysis (record, PhiID, scores, layer
@@ -8,6 +8,11 @@
 - ``report``: the HTML report of a saved results folder (no model needed).
 - ``ablate``: ablation curves (core-first vs random order) for a saved run.
 - ``difficulty``: the task-difficulty study (``synergy_lens.dynamics.study``).
+- ``sweep``: the analysis over training checkpoints (``synergy_lens.cli_sweep``).
+
+``run`` and ``demo`` also run under ``torchrun --nproc-per-node N -m synergy_lens ...``:
+every rank records and decomposes its share of the prompts, rank 0 does the rest and
+writes ``--out`` (``synergy_lens.distributed``).
 
 Results go to ``--out`` (default ``./synergy-lens-out``) as files that load back
 (:class:`~synergy_lens.view.results.RunResults`), each stage saved as soon as it is done
@@ -218,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  synergy-lens run --prompts my.jsonl --max-new-tokens 64 --out runs/mine\n"
                "  synergy-lens report --from runs/mine --out mine.html\n"
                "  synergy-lens ablate --from runs/mine\n"
-               "  synergy-lens difficulty --help\n",
+               "  synergy-lens difficulty --help\n"
+               "  synergy-lens sweep --train-demo          # the core over a training run made here\n"
+               "  torchrun --nproc-per-node 4 -m synergy_lens run --device cuda --out runs/big\n",
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"synergy-lens {__version__}")
@@ -263,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_flags(abl)
 
     _add_difficulty(sub)
+    from synergy_lens.cli_sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -540,6 +550,11 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                                                           "ablation_seeds")):
         raise CLIError("--ablation-* options are set but no ablation runs; add --ablate (run) or drop them")
     _check_device(args.device)
+    from synergy_lens.distributed import init_from_env, is_main
+
+    args.device = init_from_env(args.device)  # under torchrun: join the group, one device per rank
+    if not is_main():
+        return _analyse_worker(args, prompts, do_ablation, quick)
     out = _check_out_dir(args.out)
     _setup_runtime(args)
     stages = _Stages(8 + do_ablation + (args.control != "none") + (not args.no_report), quiet=args.quiet)
@@ -549,19 +564,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         model = load_cli_model(args.model, args.backend, args.device)
         settings = _settings(args, model, len(prompts))
         store = StageStore(out, settings=settings, resume=args.resume)
-        from synergy_lens.view.pipeline import analyse
-
-        run = analyse(
-            model, prompts, settings=settings, stages=stages, store=store, min_steps=args.min_steps,
-            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            chat_template={"auto": None, "yes": True, "no": False}[args.chat_template], checkpoint=args.checkpoint,
-            stop_at_eos=not args.full_length, tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate,
-            score=args.score, q=args.core_fraction, n_boot=args.n_boot, density=args.density, seed=args.seed,
-            control=None if args.control == "none" else args.control,
-            ablation=_ablation_settings(args, quick) | {"mode": args.ablation_mode} if do_ablation else None,
-            progress=not args.no_progress, n_surrogates=args.n_surrogates,
-            robustness=[v for v in args.robustness if v != "none"], exclude_unstable=args.exclude_unstable,
-        )
+        run = _run_analyse(args, model, prompts, do_ablation, quick, settings=settings, stages=stages,
+                           store=store, progress=not args.no_progress)
         stages.note(f"results saved in {out}" + (f" (reused: {', '.join(store.skipped)})" if store.skipped else ""))
         report = None
         if not args.no_report:
@@ -571,6 +575,33 @@ def cmd_analyse(args: argparse.Namespace) -> int:
             report = write_report(run, out / "report.html")
     _print_summary(run, report)
     stages.done()
+    return 0
+
+
+def _run_analyse(args: argparse.Namespace, model: Any, prompts: list[Any], do_ablation: bool, quick: bool,
+                 **kwargs: Any) -> Any:
+    """``view.pipeline.analyse`` with the command line's settings (every rank calls it alike)."""
+    from synergy_lens.view.pipeline import analyse
+
+    return analyse(
+        model, prompts, min_steps=args.min_steps,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        chat_template={"auto": None, "yes": True, "no": False}[args.chat_template], checkpoint=args.checkpoint,
+        stop_at_eos=not args.full_length, tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate,
+        score=args.score, q=args.core_fraction, n_boot=args.n_boot, density=args.density, seed=args.seed,
+        control=None if args.control == "none" else args.control,
+        ablation=_ablation_settings(args, quick) | {"mode": args.ablation_mode} if do_ablation else None,
+        n_surrogates=args.n_surrogates, robustness=[v for v in args.robustness if v != "none"],
+        exclude_unstable=args.exclude_unstable, **kwargs,
+    )
+
+
+def _analyse_worker(args: argparse.Namespace, prompts: list[Any], do_ablation: bool, quick: bool) -> int:
+    """A rank other than 0 under torchrun: record and decompose its share of the prompts
+    (rank 0 writes everything, so this rank touches no folder)."""
+    _setup_runtime(args)
+    model = load_cli_model(args.model, args.backend, args.device)
+    _run_analyse(args, model, prompts, do_ablation, quick, progress=False)
     return 0
 
 
@@ -743,8 +774,14 @@ def _saved_note(args: argparse.Namespace) -> str:
     return f"\nThe stages finished before the failure are saved in {folder}; the same command reuses them."
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from synergy_lens.cli_sweep import cmd_sweep as sweep
+
+    return sweep(args)
+
+
 _COMMANDS = {"demo": cmd_analyse, "run": cmd_analyse, "report": cmd_report, "ablate": cmd_ablate,
-             "difficulty": cmd_difficulty}
+             "difficulty": cmd_difficulty, "sweep": cmd_sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

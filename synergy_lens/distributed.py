@@ -34,8 +34,10 @@ from typing import Any, TypeVar
 import torch
 
 __all__ = [
+    "broadcast_from_main",
     "decompose_sharded",
     "gather_to_main",
+    "init_from_env",
     "is_main",
     "rank_checkpoint",
     "record_sharded",
@@ -77,6 +79,34 @@ def gather_to_main(obj: T) -> list[T] | None:
     out: list[Any] | None = [None] * size if rank == 0 else None
     torch.distributed.gather_object(obj, out, dst=0)
     return out
+
+
+def broadcast_from_main(obj: T) -> T:
+    """Rank 0's ``obj`` on every rank (unchanged in a single process)."""
+    rank, size = world()
+    if size == 1:
+        return obj
+    box: list[Any] = [obj if rank == 0 else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def init_from_env(device: str | None = None) -> str | None:
+    """Join the process group that torchrun (or SLURM + torchrun) describes, if any.
+
+    Does nothing outside torchrun. Inside it, initialises the default group once (NCCL when
+    ``device`` is CUDA, else gloo) and returns this rank's device: ``"cuda"`` becomes
+    ``"cuda:LOCAL_RANK"``, so each process of a node drives its own GPU.
+    """
+    if not launched_by_torchrun():
+        return device
+    dist = torch.distributed
+    cuda = device is not None and device.startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda and ":" not in str(device):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
 
 
 def rank_checkpoint(path: str | Path | None) -> Path | None:
@@ -184,7 +214,8 @@ def decompose_sharded(activity: Any, **decompose_kwargs: Any) -> Any:
     pieces: list[Any] = [activity.select(shard(int(n), r, size)) for r in range(size)] if rank == 0 else []
     mine: list[Any] = [None]
     torch.distributed.scatter_object_list(mine, pieces if rank == 0 else None, src=0)
-    result = decompose(mine[0], stream=False, **decompose_kwargs)
+    kwargs = {k: v for k, v in decompose_kwargs.items() if k != "stream"}
+    result = decompose(mine[0], stream=False, **kwargs)
     parts = gather_to_main(_summable(result))
     if parts is None:
         return None

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
+from synergy_lens.configs import SweepConfig
 
 __all__ = [
     "CheckpointSummary",
@@ -47,23 +48,6 @@ __all__ = [
     "hub_checkpoints",
     "local_checkpoints",
 ]
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """The analysis run on every checkpoint (one place for its options and defaults)."""
-
-    max_new_tokens: int = 48
-    batch_size: int = 8
-    stop_at_eos: bool = False
-    tau: int = 1
-    score: str = "syn_minus_red"
-    """The score whose core, ranks and stability the sweep follows."""
-    scores: tuple[str, ...] = ("rank_gradient", "syn_minus_red", "synergy_fraction")
-    q: float = 0.25
-    n_surrogates: int = 19
-    n_boot: int = 500
-    seed: int = 0
 
 
 @dataclass(repr=False)

@@ -91,3 +91,46 @@ def test_single_process_fallbacks() -> None:
     assert D.rank_checkpoint("x/run.pt") == Path("x/run.pt")
     with pytest.raises(ValueError, match="outside a world of 2"):
         D.shard(4, 2, 2)
+
+
+def _cli(out: Path, *extra: str, nproc: int = 1) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+                if nproc > 1 else [sys.executable])
+    return subprocess.run(
+        [*launcher, "-m", "synergy_lens", "run", *extra, "--batch-size", "1", "--n-surrogates", "0",
+         "--robustness", "none", "--no-report", "--threads", "1", "--no-progress", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+
+
+def _same_run(one: Path, two: Path) -> None:
+    from synergy_lens.analysis import HeadScores
+    from synergy_lens.phiid import PhiIDResult
+
+    a1, a2 = HeadActivity.load(one / "activity.pt"), HeadActivity.load(two / "activity.pt")
+    assert a1.generated_ids == a2.generated_ids
+    assert torch.equal(a1.values.nan_to_num(-1.0), a2.values.nan_to_num(-1.0))
+    p1, p2 = PhiIDResult.load(one / "phiid.pt"), PhiIDResult.load(two / "phiid.pt")
+    torch.testing.assert_close(p2.atoms, p1.atoms, rtol=0, atol=1e-12, equal_nan=True)
+    assert p2.meta["distributed"]["world_size"] == 2
+    s1, s2 = HeadScores.load(one / "scores.pt"), HeadScores.load(two / "scores.pt")
+    assert torch.equal(s1.values, s2.values)  # ranks of heads: identical
+    assert not list(two.glob("*.rank*"))  # the ranks' recording checkpoints were removed
+
+
+def test_torchrun_cli_run_equals_one_process_tiny(tmp_path: Path) -> None:
+    args = ("--model", "tiny", "--n-prompts", "5", "--max-new-tokens", "12")
+    one, two = _cli(tmp_path / "one", *args), _cli(tmp_path / "two", *args, nproc=2)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    _same_run(tmp_path / "one", tmp_path / "two")
+
+
+@pytest.mark.slow
+def test_torchrun_cli_run_equals_one_process_smollm2(tmp_path: Path) -> None:
+    args = ("--n-prompts", "4", "--max-new-tokens", "16", "--full-length")
+    one, two = _cli(tmp_path / "one", *args), _cli(tmp_path / "two", *args, nproc=2)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    _same_run(tmp_path / "one", tmp_path / "two")

@@ -146,7 +146,7 @@ def train_tiny_lm(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        loss = float(step_loss)
+        loss = step_loss.item()
         bar.set_postfix(loss=f"{loss:.3f}")
         bar.update(1)
     bar.close()

@@ -23,10 +23,18 @@ names the results (see ``view/results.py`` for the files).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from synergy_lens.distributed import (
+    broadcast_from_main,
+    decompose_sharded,
+    rank_checkpoint,
+    record_sharded,
+    world,
+)
 from synergy_lens.record.checkpoint import weights_digest
-from synergy_lens.runfolder import StageStore, stage_result
+from synergy_lens.runfolder import StageStore, digest, stage_result
 from synergy_lens.view.results import RunResults
 
 __all__ = ["ablation_step", "analyse", "control_step", "headline_step", "score_step"]
@@ -104,7 +112,6 @@ def analyse(
     """
     from synergy_lens.analysis import topology_table
     from synergy_lens.models.adapter import adapt
-    from synergy_lens.phiid import decompose
     from synergy_lens.view.circuits import head_attention, token_strings
     from synergy_lens.view.report import layer_summary
 
@@ -124,17 +131,30 @@ def analyse(
         if checkpoint is None:  # an interrupted recording resumes batch by batch
             checkpoint = str(store.recording_checkpoint(rec_key))
 
-    stages(f"recording {len(prompts)} prompts x {max_new_tokens} new tokens")
-    activity: Any = stage_result(store, run, "activity", rec_key | {"min_steps": min_steps}, lambda: _record(
+    # Under torchrun every rank records and decomposes its share of the prompts
+    # (synergy_lens.distributed); rank 0 gathers, decides what is cached, and goes on alone.
+    rank, size = world()
+    own_checkpoint = broadcast_from_main(own_checkpoint)
+    checkpoint = broadcast_from_main(checkpoint)
+    stages(f"recording {len(prompts)} prompts x {max_new_tokens} new tokens"
+           + (f" on {size} processes" if size > 1 else ""))
+    activity: Any = _collective_stage(store, run, "activity", rec_key | {"min_steps": min_steps}, lambda: _record(
         model, prompts, store, min_steps, checkpoint=checkpoint, progress=progress, **rec_kw))
-    if own_checkpoint and store is not None:
-        store.remove_checkpoint(checkpoint)  # the recording is saved: its checkpoint is done
-    if activity.settings.get("dropped_prompts"):
+    if own_checkpoint:
+        for path in {checkpoint, rank_checkpoint(checkpoint)}:
+            if store is not None:
+                store.remove_checkpoint(path)  # the recording is saved: its checkpoint is done
+            elif path is not None and size > 1:
+                Path(path).unlink(missing_ok=True)
+    if activity is not None and activity.settings.get("dropped_prompts"):
         kept = set(activity.settings["kept_prompts"])
         prompts = [p for i, p in enumerate(prompts) if i in kept]
 
     stages(f"PhiID of {adapter.n_units * (adapter.n_units - 1) // 2} head pairs")
-    result = stage_result(store, run, "phiid", dec_kw, lambda: decompose(activity, progress=progress, **dec_kw))
+    result = _collective_stage(store, run, "phiid", dec_kw,
+                               lambda: decompose_sharded(activity, progress=progress, **dec_kw))
+    if rank != 0:
+        return run  # the other ranks' part is done
 
     stages("scores, layer profiles, rank uncertainty and the synergistic core")
     scores, core = score_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed,
@@ -173,17 +193,35 @@ def analyse(
     return run
 
 
+def _collective_stage(store: StageStore | None, run: RunResults, name: str, key: Any, compute: Any) -> Any:
+    """:func:`~synergy_lens.runfolder.stage_result` for a step that all ranks compute together:
+    rank 0 looks in the store and tells the others whether the step runs at all."""
+    if world()[1] == 1:
+        return stage_result(store, run, name, key, compute)
+    cached = store.cached(name, digest(key)) if store is not None and world()[0] == 0 else None
+    if not broadcast_from_main(cached is None):
+        run.add(name, cached)
+        return cached
+    obj = compute()
+    if world()[0] == 0:
+        if store is not None:
+            store.save(name, obj, key=digest(key))
+        run.add(name, obj)
+    return obj
+
+
 def _record(model: Any, prompts: Sequence[Any], store: StageStore | None, min_steps: int | None,
             **kwargs: Any) -> Any:
     """Record; save the whole recording at once, then leave out prompts shorter than ``min_steps``."""
     import torch
 
-    from synergy_lens.record import record_head_activity
     from synergy_lens.record.activity import drop_short_prompts
     from synergy_lens.record.degenerate import DegenerateRecordingError
 
     try:
-        activity = record_head_activity(model, list(prompts), **kwargs)
+        activity = record_sharded(model, list(prompts), **kwargs)
+        if activity is None:
+            return None  # a rank other than 0: rank 0 holds the whole recording
     except DegenerateRecordingError as err:  # keep the finished recording, say why it is unusable
         if store is not None:
             store.save("activity", err.activity, key=None)
