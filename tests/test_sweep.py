@@ -118,3 +118,29 @@ def test_bad_input_is_named() -> None:
         checkpoint_sweep(lambda n: None, [], PROMPTS)
     with pytest.raises(ValueError, match="must be one of"):
         checkpoint_sweep(lambda n: None, ["a"], PROMPTS, config=SweepConfig(score="nope"))
+
+
+def test_cli_sweep_trains_sweeps_and_resumes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "synergy_lens", "sweep", "--train-demo", "--train-steps", "4",
+           "--prompts", str(_prompt_file(tmp_path)), "--max-new-tokens", "16", "--n-surrogates", "4",
+           "--n-boot", "20", "--out", str(tmp_path / "sw"), "--no-progress"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    frame = __import__("pandas").read_csv(tmp_path / "sw" / "sweep.csv")
+    assert sorted(set(frame["step"])) == [0.0, 1.0, 2.0, 4.0]  # step 0 = random init
+    assert len(frame) == 4 * 3
+    saved = SweepResult.load(tmp_path / "sw" / "sweep.pt")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = SweepResult.load(tmp_path / "sw" / "sweep.pt")
+    assert torch.equal(saved.index, resumed.index) and saved.core == resumed.core
+    assert (tmp_path / "sw" / "sweep.html").stat().st_size > 10_000
+
+
+def _prompt_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(PROMPTS) + "\n")
+    return path
