@@ -502,6 +502,7 @@ def _print_summary(run: Any, report: Path | None) -> None:
         with pd.option_context("display.width", 160, "display.float_format", "{:.3g}".format):
             print("\nRobustness (inverted-U index per analysis choice, p against its own surrogate null):")
             print(frame.to_string(index=False))
+            print(rob.verdict())
     if run.folder is not None:
         print(f"\nResults: {run.folder.resolve()}")
     if report is not None:

@@ -313,6 +313,24 @@ class Robustness:
                 })
         return pd.DataFrame(rows)
 
+    def holds(self, variant: str) -> list[str]:
+        """The scores whose inverted U (index > 0) exceeds the null at ``alpha`` under ``variant``."""
+        v = self.variants.index(variant)
+        return [s for k, s in enumerate(self.scores)
+                if float(self.index[v, k]) > 0 and float(self.p[v, k]) <= self.alpha]
+
+    def verdict(self) -> str:
+        """One sentence: under which choices the inverted U above the null holds, per score count."""
+        parts = []
+        for name in self.variants:
+            if self.settings[name].get("skipped"):
+                parts.append(f"{name}: skipped")
+                continue
+            held = self.holds(name)
+            parts.append(f"{name} {len(held)}/{len(self.scores)}" + (f" ({', '.join(held)})" if held else ""))
+        return ("Inverted U above the surrogate null (index > 0, p <= "
+                f"{self.alpha:g}), scores per analysis choice: " + "; ".join(parts) + ".")
+
     _TENSORS = ("index", "ci_low", "ci_high", "p", "null_mean", "profile", "null_profile")
     _HEADER = ("variants", "scores", "settings", "alpha", "n_surrogates", "n_boot", "seed", "meta")
 

@@ -84,10 +84,10 @@ def plot_score_profiles(headline: Any, *, title: str | None = None) -> go.Figure
     S.style_figure(fig, title=title or "Layer profile of each score against the autocorrelation null",
                    subtitle=f"min-max scaled; band: {round(100 * (1 - headline.alpha))}% bootstrap over prompts; "
                             f"dashed: mean of {headline.n_surrogates} circular-shift surrogates",
-                   height=400)
+                   height=440)
     fig.update_xaxes(title_text="normalised depth", range=[-0.02, 1.02])
     fig.update_yaxes(title_text="scaled mean score per layer", row=1, col=1)
-    fig.update_layout(legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(legend={"orientation": "h", "y": -0.32}, margin={"t": 120, "b": 110})
     return fig
 
 
@@ -121,7 +121,7 @@ def plot_robustness(rob: Any, *, title: str | None = None) -> go.Figure:
                    height=max(420, 240 * len(scores) + 60))
     for v in range(len(variants)):
         fig.update_xaxes(title_text="depth", row=len(scores), col=v + 1)
-    fig.update_layout(legend={"orientation": "h", "y": -0.08})
+    fig.update_layout(legend={"orientation": "h", "y": -0.08}, margin={"t": 130})
     return fig
 
 

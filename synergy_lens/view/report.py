@@ -142,6 +142,9 @@ def _summary(page: Report, run: RunResults) -> None:
                    f"Inverted U above the null under: {', '.join(passed)} (the smallest p possible with "
                    f"{hl.n_surrogates} surrogates is {1 / (1 + hl.n_surrogates):.2g}).")
         page.text(verdict, note=not passed)
+    if rob is not None:
+        page.text(rob.verdict(), note=any(len(rob.holds(v)) < len(rob.scores) for v in rob.variants
+                                          if not rob.settings[v].get("skipped")))
     if core is not None:
         heads = core.labels_of("abstract")
         shown = ", ".join(heads[:12]) + (f", ... ({len(heads)} heads)" if len(heads) > 12 else "")

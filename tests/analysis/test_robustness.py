@@ -75,3 +75,18 @@ def test_table_baseline_reuse_and_skips(activity, tmp_path) -> None:
     assert "only for MMI" in skip.settings["pooled_ccs"]["skipped"] and math.isnan(float(skip.index[0, 0]))
     with pytest.raises(ValueError, match="unknown robustness variant"):
         robustness(activity, variants=("tau99",))
+
+
+def test_verdict_counts_scores_with_an_inverted_u_above_the_null() -> None:
+    nan = float("nan")
+    rob = Robustness(
+        variants=["baseline", "detrended", "tau10"], scores=["a", "b"],
+        settings={"baseline": {}, "detrended": {}, "tau10": {"skipped": "too short"}},
+        index=torch.tensor([[0.4, 0.3], [-0.2, 0.1], [nan, nan]], dtype=torch.float64),
+        ci_low=torch.zeros(3, 2), ci_high=torch.zeros(3, 2),
+        p=torch.tensor([[0.05, 0.5], [0.05, 0.05], [nan, nan]], dtype=torch.float64),
+        null_mean=torch.zeros(3, 2), profile=torch.zeros(3, 2, 4), null_profile=torch.zeros(3, 2, 4),
+        alpha=0.05, n_surrogates=19, n_boot=10, seed=0,
+    )
+    assert rob.holds("baseline") == ["a"] and rob.holds("detrended") == ["b"]  # a: index < 0
+    assert rob.verdict().endswith("baseline 1/2 (a); detrended 1/2 (b); tau10: skipped.")

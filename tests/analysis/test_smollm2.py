@@ -19,6 +19,7 @@ def test_chain_on_smollm2() -> None:
         layer_profile,
         synergy_scores,
         topology_table,
+        unit_stability,
     )
     from synergy_lens.record import default_prompts, record_head_activity
 
@@ -28,7 +29,10 @@ def test_chain_on_smollm2() -> None:
     result = sl.decompose(activity, progress=False, jitter=1e-2)
     scores = synergy_scores(result)
     assert scores.values.shape == (30, 9) and -1 <= scores.spearman <= 1
-    for score in ("rank_gradient", "synergy_fraction"):
+    assert sorted(scores.syn_minus_red.flatten().tolist()) == [float(r) for r in range(1, 271)]
+    stability = unit_stability(activity, warn=False)
+    assert stability.unstable.shape == (30, 9) and stability.dtype == "float32"
+    for score in ("rank_gradient", "syn_minus_red", "synergy_fraction"):
         prof = layer_profile(result, score=score, n_boot=50)
         assert prof.values.shape == (30,) and math.isfinite(prof.inverted_u)
     core = find_core(result, q=0.25)
