@@ -34,7 +34,10 @@ side; exactly constant units and exactly collinear pairs are NaN on both.
 
 Cost: per pair, four dot products of length ``time - tau`` (float64 matrix products)
 and the closed form; one series of 16,384 units x 1,000 steps takes about 50 CPU-seconds
-(``benchmarks/bench_stream.py``), 1.6x the dense kernel's rate per CPU-second.
+(``benchmarks/bench_stream.py``), 1.8x the dense kernel's rate per CPU-second. On a CPU
+shared with other processes use one torch thread (``torch.set_num_threads(1)``, the CLI's
+``--threads 1``): measured on 2 cores at load average 3-5, that run took 65 s against
+193 s with two threads, whose synchronisation waits dominate (the dense kernel alike).
 
 Several prompts (``aggregate="mean_over_prompts"``, as :func:`decompose`): for each block
 every prompt's atoms are computed and averaged over the prompts where the pair is defined
