@@ -51,6 +51,18 @@ _EXPORTS: dict[str, str] = {
     "topology_table": "synergy_lens.analysis",
     "head_graphs": "synergy_lens.analysis",
     "layer_energy": "synergy_lens.analysis",
+    "headline": "synergy_lens.analysis",
+    "robustness": "synergy_lens.analysis",
+    "unit_stability": "synergy_lens.analysis",
+    "rank_uncertainty": "synergy_lens.analysis",
+    "pair_summaries": "synergy_lens.phiid",
+    # whole runs
+    "analyse": "synergy_lens.view.pipeline",
+    "checkpoint_sweep": "synergy_lens.sweep",
+    "SweepConfig": "synergy_lens.sweep",
+    "SweepResult": "synergy_lens.sweep",
+    "record_sharded": "synergy_lens.distributed",
+    "decompose_sharded": "synergy_lens.distributed",
     # dynamics
     "task_suite": "synergy_lens.dynamics",
     "difficulty_study": "synergy_lens.dynamics",
