@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,7 +42,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.analysis.profile import (
     LayerProfile,
     layer_means,
@@ -62,7 +61,7 @@ __all__ = ["HEADLINE_SCORES", "Headline", "headline", "index_null", "shape_word"
 HEADLINE_SCORES = ("rank_gradient", "syn_minus_red", "synergy_fraction")
 """The three scores every headline reports (``scores.py`` says where each comes from)."""
 
-_FORMAT = "synergy_lens.Headline/1"
+_FORMAT = "synergy_lens.Headline/2"  # /2: saved through SavedFields
 
 
 def shape_word(index: float, ci: tuple[float, float] | None = None) -> str:
@@ -111,8 +110,8 @@ def _p_upper(aligned: float, null: Tensor) -> float:
     return (1 + int((finite >= aligned).sum())) / (1 + int(finite.numel()))
 
 
-@dataclass
-class Headline:
+@dataclass(repr=False)
+class Headline(SavedFields):
     """Each score's layer profile, its bootstrap CI and its p-value against the surrogate null.
 
     Attributes:
@@ -154,6 +153,8 @@ class Headline:
     agreement: dict[str, dict[str, float]] = field(default_factory=dict)
     unstable: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    FORMAT = _FORMAT  # save()/load(): tensors plus a JSON header (SavedFields)
 
     def __repr__(self) -> str:
         return "Headline(\n  " + "\n  ".join(self.sentences()) + "\n)"
@@ -223,26 +224,6 @@ class Headline:
             index=self.scores,
             columns=self.scores,
         )
-
-    _TENSORS = ("index", "ci_low", "ci_high", "aligned_index", "null_index", "p", "profile", "low",
-                "high", "null_profile_mean", "core_q")
-    _HEADER = ("scores", "core", "core_score", "fdr", "alpha", "n_surrogates", "method", "seed", "tau",
-               "redundancy", "agreement", "unstable", "meta")
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {k: getattr(self, k) for k in self._TENSORS},
-            {k: getattr(self, k) for k in self._HEADER},
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> Headline:
-        tensors, header = load_payload(path, _FORMAT)
-        header.pop("format", None)
-        return cls(**tensors, **header)
-
 
 def surrogate_batch(n_units: int) -> int:
     """Surrogates per ``all_pairs`` call: batching helps small models, but above ~100 heads
