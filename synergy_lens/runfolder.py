@@ -233,7 +233,7 @@ class StageStore:
         ``phiid`` where present); their digests are recorded, and the entry is dropped if
         one of them is later replaced by a different result.
         """
-        from synergy_lens.view.results import RunResults, _default_file, _type_name
+        from synergy_lens.view.results import RunResults, _default_file, _type_name, _write_item
 
         if obj is None:
             return
@@ -241,14 +241,7 @@ class StageStore:
         kind = _type_name(obj)
         file = file or _default_file(name, kind)
         path = self.folder / file
-        if kind == "pandas.DataFrame":
-            atomic_write_text(path, obj.to_csv(na_rep="NaN"))
-        elif kind == "json":
-            atomic_write_text(path, json.dumps(obj, indent=1))
-        elif hasattr(obj, "save"):
-            obj.save(path)
-        else:
-            raise TypeError(f"cannot save {name!r}: a {type(obj).__name__} has no save() method")
+        _write_item(path, name, obj, kind)
         manifest = self.manifest()
         items = manifest["items"]
         if needs is None:

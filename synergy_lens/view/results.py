@@ -60,6 +60,18 @@ def _default_file(name: str, kind: str) -> str:
     return f"{name}.pt"
 
 
+def _write_item(path: Path, name: str, obj: Any, kind: str) -> None:
+    """Write one result atomically: a DataFrame as CSV, JSON-able data as JSON, else ``save``."""
+    if kind == "pandas.DataFrame":
+        atomic_write_text(path, obj.to_csv(na_rep="NaN"))  # "" stays an empty string on reading
+    elif kind == "json":
+        atomic_write_text(path, json.dumps(obj, indent=1))
+    elif hasattr(obj, "save"):
+        obj.save(path)
+    else:
+        raise TypeError(f"cannot save {name!r}: a {type(obj).__name__} has no save() method")
+
+
 @dataclass
 class RunResults:
     """The results of one run, by name (``"activity"``, ``"phiid"``, ``"scores"``, ...).
@@ -124,15 +136,7 @@ class RunResults:
         for name, obj in self.items.items():
             kind = _type_name(obj)
             file = self._files.get(name) or _default_file(name, kind)
-            path = folder / file
-            if kind == "pandas.DataFrame":
-                obj.to_csv(path, na_rep="NaN")  # "" stays an empty string on reading
-            elif kind == "json":
-                atomic_write_text(path, json.dumps(obj, indent=1))
-            elif hasattr(obj, "save"):
-                obj.save(path)
-            else:
-                raise TypeError(f"cannot save {name!r}: a {type(obj).__name__} has no save() method")
+            _write_item(folder / file, name, obj, kind)
             entries[name] = {"file": file, "type": kind}
         manifest = {
             "format": _FORMAT,
