@@ -652,6 +652,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate_worker(args: argparse.Namespace, folder: Path) -> int:
+    """A rank other than 0 under torchrun: its share of the ablation's forward passes (reads
+    the run, writes nothing; rank 0 holds the folder's lock and saves the curve)."""
+    from synergy_lens.models import DEFAULT_MODEL
+    from synergy_lens.view.pipeline import ablation_step
+    from synergy_lens.view.results import RunResults
+
+    run = RunResults.load(folder, only=["activity", "scores"])
+    if "activity" not in run or "scores" not in run:
+        raise CLIError(f"--from {args.source}: the folder has no activity.pt / scores.pt to ablate from")
+    model_name = args.model if args.model is not None else run.settings.get("model")
+    model = load_cli_model(None if model_name == DEFAULT_MODEL else model_name, args.backend, args.device)
+    settings = _ablation_settings(args, args.quick) | {"mode": args.ablation_mode}
+    ablation_step(model, run["activity"], run["scores"], settings, seed=args.seed, progress=False, distributed=True)
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     """``ablate --from DIR``: adds ``ablation.pt`` (and refreshes the report); nothing else changes."""
     from synergy_lens.models import DEFAULT_MODEL
@@ -667,7 +684,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     except OSError as err:
         raise CLIError(f"--from {args.source}: {err.strerror}, and ablate adds ablation.pt to the folder: copy it "
                        "somewhere writable (cp -r DIR NEW) and run ablate --from NEW") from None
+    from synergy_lens.distributed import init_from_env, is_main
+
+    args.device = init_from_env(args.device)  # under torchrun: the forward passes are shared out
     _setup_runtime(args)
+    if not is_main():
+        return _ablate_worker(args, folder)
     stages = _Stages(3 + (not args.no_report), quiet=args.quiet)
     with lock_folder(folder, command="synergy-lens ablate"):
         from synergy_lens.view.pipeline import ablation_step
@@ -685,7 +707,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         store = StageStore(folder)
         stages("ablation curve (core first vs random orders)")
         curve = ablation_step(model, run["activity"], run["scores"], settings, seed=args.seed,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, distributed=True)
         stages(f"adding ablation.pt to {folder}")
         store.save("ablation", curve, key=digest({"ablation": settings, "seed": args.seed,
                                                   "scores": run["scores"].score}), needs=("activity", "scores"))

@@ -20,6 +20,18 @@ either way:
 Rank 0 then finishes the analysis as usual. The merged result equals the single-process one
 to float rounding of the summation order (atoms within 1e-12, tested with 2 gloo ranks).
 
+The expensive tests after that split the same way when called with ``distributed=True`` on
+every rank (same arguments everywhere; every rank returns the whole result):
+
+- :func:`~synergy_lens.analysis.surrogate_test` (and ``headline``/``robustness``, which call
+  it) spreads its surrogate replicates over the ranks (the batches, in rounds) and
+  adds the gathered per-batch sums in the single process's order, so the result is the
+  single-process one bit for bit at the same threads per process (every replicate is
+  seeded by its own index; CPU kernels may round differently with another thread count);
+- :func:`~synergy_lens.intervene.ablation_curve` (and ``behaviour_divergence``) gives each rank
+  a contiguous block of the forward passes and sums the divergence table over the ranks
+  (each cell is computed by exactly one rank, so the sum is that cell).
+
 Objects travel with ``gather_object`` (pickled by torch.distributed between the processes of
 one job, as for any collective); results are moved to the CPU first.
 """
@@ -29,66 +41,54 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
+from synergy_lens._collective import (
+    all_gather,
+    broadcast_from_main,
+    gather_to_main,
+    is_main,
+    my_share,
+    shard,
+    sum_over_ranks,
+    world,
+)
+
 __all__ = [
+    "all_gather",
     "broadcast_from_main",
     "decompose_sharded",
     "gather_to_main",
     "init_from_env",
     "is_main",
+    "my_share",
     "rank_checkpoint",
     "record_sharded",
     "shard",
+    "sum_over_ranks",
     "world",
 ]
 
-T = TypeVar("T")
 
 
-def world() -> tuple[int, int]:
-    """``(rank, world_size)`` of the current process group, ``(0, 1)`` without one."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
-def is_main() -> bool:
-    """True on rank 0 (and in a single process): the rank that finishes and writes."""
-    return world()[0] == 0
 
 
-def shard(n: int, rank: int | None = None, size: int | None = None) -> list[int]:
-    """Indices ``0..n-1`` of one rank, round robin: ``rank, rank + size, ...``."""
-    r, s = world()
-    rank = r if rank is None else rank
-    size = s if size is None else size
-    if not 0 <= rank < size:
-        raise ValueError(f"rank {rank} is outside a world of {size} processes")
-    return list(range(rank, n, size))
 
 
-def gather_to_main(obj: T) -> list[T] | None:
-    """Every rank's ``obj`` as a list on rank 0 (rank order); ``None`` on the others."""
-    rank, size = world()
-    if size == 1:
-        return [obj]
-    out: list[Any] | None = [None] * size if rank == 0 else None
-    torch.distributed.gather_object(obj, out, dst=0)
-    return out
 
 
-def broadcast_from_main(obj: T) -> T:
-    """Rank 0's ``obj`` on every rank (unchanged in a single process)."""
-    rank, size = world()
-    if size == 1:
-        return obj
-    box: list[Any] = [obj if rank == 0 else None]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+
+
+
+
+
+
+
+
 
 
 def init_from_env(device: str | None = None) -> str | None:

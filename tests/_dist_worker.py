@@ -33,9 +33,29 @@ def tiny():
     return sl.tiny_model("bridge", n_layers=2, n_heads=4, n_kv_heads=2, d_head=8, seed=0)
 
 
+def interventions(activity) -> dict:
+    """The collective tests on every rank: a resample-mode ablation curve, a phase-surrogate test."""
+    curve = sl.ablation_curve(tiny(), activity, torch.arange(8.0).view(2, 4), step=3, n_random=2, mode="resample",
+                              reference=[" ".join([p] * 6) for p in PROMPTS[:3]], batch_size=4, progress=False, distributed=True)
+    test = sl.surrogate_test(activity, n_surrogates=5, method="phase", batch=2, distributed=True)
+    return {"curve": curve.random_per_prompt, "given": curve.per_prompt["synergy-first"],
+            "processes": curve.meta["processes"], "null": test.null, "p_pair": test.p_pair}
+
+
 def main(out: Path, ckpt: Path) -> None:
     dist.init_process_group("gloo")
     rank, _ = D.world()
+    if os.environ.get("SYNERGY_LENS_TEST_TASK") == "interventions":
+        activity = D.broadcast_from_main(
+            sl.record_head_activity(tiny(), PROMPTS, **SETTINGS) if rank == 0 else None)
+        found = interventions(activity)
+        everywhere = D.all_gather(found)  # every rank holds the whole result
+        if D.is_main():
+            assert all(torch.equal(f["null"], found["null"]) for f in everywhere)
+            torch.save(found, out)
+        dist.barrier()
+        dist.destroy_process_group()
+        return
     die = os.environ.get("SYNERGY_LENS_TEST_DIE_RANK")
     marker = out.with_suffix(".died")
     if die is not None and int(die) == rank and not marker.exists():

@@ -4,6 +4,7 @@ rank resumes from its own checkpoint (synergy_lens/distributed.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,8 @@ from tests import _dist_worker as W
 WORKER = Path(__file__).parent / "_dist_worker.py"
 
 
-def _torchrun(out: Path, ckpt: Path, *, nproc: int = 2, die_rank: int | None = None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def _torchrun(out: Path, ckpt: Path, *, nproc: int = 2, die_rank: int | None = None, task: str = ""):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "SYNERGY_LENS_TEST_TASK": task}
     env.pop("SYNERGY_LENS_TEST_DIE_RANK", None)
     if die_rank is not None:
         env["SYNERGY_LENS_TEST_DIE_RANK"] = str(die_rank)
@@ -83,6 +84,22 @@ def test_a_killed_rank_resumes_from_its_checkpoint(tmp_path: Path, single) -> No
     _check_equal(torch.load(out, weights_only=False), single)
 
 
+def test_ablation_and_surrogates_spread_over_two_ranks_equal_one(tmp_path: Path) -> None:
+    # both runs under torchrun with one thread per process: 1 process (no split) vs 2
+    runs = {n: _torchrun(tmp_path / f"out{n}.pt", tmp_path / f"ck{n}.pt", nproc=n, task="interventions")
+            for n in (1, 2)}
+    for n, run in runs.items():
+        assert run.returncode == 0, (n, run.stderr[-3000:])
+    want, got = (torch.load(tmp_path / f"out{n}.pt", weights_only=True) for n in (1, 2))
+    assert (want["processes"], got["processes"]) == (1, 2)
+    assert torch.equal(got["null"], want["null"])  # surrogates: bit for bit
+    assert torch.equal(got["p_pair"].nan_to_num(-1.0), want["p_pair"].nan_to_num(-1.0))
+    # resample ablation: every prompt's conditions take that prompt's reference row on either rank
+    torch.testing.assert_close(got["curve"], want["curve"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(got["given"], want["given"], rtol=1e-5, atol=1e-7)
+    assert float(want["curve"][:, -1].min()) > 0.0  # every head resampled: the model changed
+
+
 def test_single_process_fallbacks() -> None:
     assert D.world() == (0, 1) and D.is_main()
     assert D.shard(7) == list(range(7))
@@ -93,13 +110,16 @@ def test_single_process_fallbacks() -> None:
         D.shard(4, 2, 2)
 
 
+NO_TESTS = ("--n-surrogates", "0", "--robustness", "none")
+
+
 def _cli(out: Path, *extra: str, nproc: int = 1) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
                 if nproc > 1 else [sys.executable])
     return subprocess.run(
-        [*launcher, "-m", "synergy_lens", "run", *extra, "--batch-size", "1", "--n-surrogates", "0",
-         "--robustness", "none", "--no-report", "--threads", "1", "--no-progress", "--quiet", "--out", str(out)],
+        [*launcher, "-m", "synergy_lens", "run", *extra, "--batch-size", "1",
+         "--no-report", "--threads", "1", "--no-progress", "--quiet", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900,
     )
 
@@ -119,17 +139,68 @@ def _same_run(one: Path, two: Path) -> None:
     assert not list(two.glob("*.rank*"))  # the ranks' recording checkpoints were removed
 
 
+def _same_tests(one: Path, two: Path) -> None:
+    """The null tests and the ablation curve, spread over the ranks, equal one process's."""
+    from synergy_lens.analysis.headline import Headline
+    from synergy_lens.analysis.robustness import Robustness
+    from synergy_lens.analysis.surrogates import SurrogateTest
+    from synergy_lens.intervene import AblationCurve
+
+    t1, t2 = SurrogateTest.load(one / "surrogates.pt"), SurrogateTest.load(two / "surrogates.pt")
+    assert t1.meta["processes"] == 1 and t2.meta["processes"] == 2
+    for field in ("null", "p_head", "aligned", "observed", "p_pair", "null_mean"):
+        a, b = getattr(t1, field), getattr(t2, field)
+        assert torch.equal(a.nan_to_num(-9.0), b.nan_to_num(-9.0)), field  # bit for bit
+    h1, h2 = Headline.load(one / "headline.pt"), Headline.load(two / "headline.pt")
+    assert torch.equal(h1.null_index.nan_to_num(-9.0), h2.null_index.nan_to_num(-9.0))
+    assert torch.equal(h1.p, h2.p) and h1.core == h2.core
+    r1, r2 = Robustness.load(one / "robustness.pt"), Robustness.load(two / "robustness.pt")
+    assert r1.variants == r2.variants == ["baseline", "pooled", "detrended"]
+    for field in ("index", "p", "null_mean", "null_profile"):
+        a, b = getattr(r1, field), getattr(r2, field)
+        assert torch.equal(a.nan_to_num(-9.0), b.nan_to_num(-9.0)), field
+    c1, c2 = AblationCurve.load(one / "ablation.pt"), AblationCurve.load(two / "ablation.pt")
+    assert c1.meta["processes"] == 1 and c2.meta["processes"] == 2
+    assert c1.orders == c2.orders and torch.equal(c1.steps, c2.steps)
+    # each (condition, prompt) cell is one forward pass on one rank; a pass batched with other
+    # rows may round differently in float32, so cells agree to float32 rounding
+    for name in c1.curves:
+        torch.testing.assert_close(c2.per_prompt[name], c1.per_prompt[name], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(c2.random_per_prompt, c1.random_per_prompt, rtol=1e-5, atol=1e-7)
+
+
 def test_torchrun_cli_run_equals_one_process_tiny(tmp_path: Path) -> None:
-    args = ("--model", "tiny", "--n-prompts", "5", "--max-new-tokens", "12")
+    args = ("--model", "tiny", "--n-prompts", "5", "--max-new-tokens", "12", "--n-surrogates", "5",
+            "--robustness", "pooled", "detrended", "--n-boot", "50", "--ablate", "--ablation-prompts", "4",
+            "--ablation-steps", "4", "--ablation-seeds", "2", "--ablation-tokens", "8")
     one, two = _cli(tmp_path / "one", *args), _cli(tmp_path / "two", *args, nproc=2)
     assert one.returncode == 0, one.stderr[-2000:]
     assert two.returncode == 0, two.stderr[-2000:]
     _same_run(tmp_path / "one", tmp_path / "two")
+    _same_tests(tmp_path / "one", tmp_path / "two")
+
+    # `ablate --from` under torchrun: the saved run's curve again, its passes on two ranks
+    from synergy_lens.intervene import AblationCurve
+
+    again = tmp_path / "again"
+    shutil.copytree(tmp_path / "one", again)
+    (again / "ablation.pt").unlink()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ablate = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "synergy_lens",
+         "ablate", "--from", str(again), *args[args.index("--ablation-prompts"):], "--no-report", "--threads", "1",
+         "--no-progress", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert ablate.returncode == 0, ablate.stderr[-2000:]
+    c1, c2 = AblationCurve.load(tmp_path / "one" / "ablation.pt"), AblationCurve.load(again / "ablation.pt")
+    assert c2.meta["processes"] == 2 and c1.orders == c2.orders
+    torch.testing.assert_close(c2.random_per_prompt, c1.random_per_prompt, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.slow
 def test_torchrun_cli_run_equals_one_process_smollm2(tmp_path: Path) -> None:
-    args = ("--n-prompts", "4", "--max-new-tokens", "16", "--full-length")
+    args = ("--n-prompts", "4", "--max-new-tokens", "16", "--full-length", *NO_TESTS)
     one, two = _cli(tmp_path / "one", *args), _cli(tmp_path / "two", *args, nproc=2)
     assert one.returncode == 0, one.stderr[-2000:]
     assert two.returncode == 0, two.stderr[-2000:]

@@ -273,6 +273,7 @@ def headline(
     test: SurrogateTest | None = None,
     head_pvalue: str = "auto",
     progress: bool = False,
+    distributed: bool = False,
 ) -> tuple[Headline, SurrogateTest]:
     """Test each score's layer profile against the autocorrelation null (module docstring).
 
@@ -297,6 +298,8 @@ def headline(
             too coarse for FDR control over hundreds of heads. The index p-value is always
             empirical.
         progress: tqdm bar over surrogates.
+        distributed: spread the surrogates over the ranks of a torch.distributed process
+            group (every rank calls with the same arguments; see ``surrogate_test``).
 
     Returns:
         ``(Headline, SurrogateTest)``.
@@ -322,6 +325,7 @@ def headline(
             seed=seed,
             batch=surrogate_batch(len(labels)),
             progress=progress,
+            distributed=distributed,
         )
     profiles = dict(profiles or {})
     rows: dict[str, list[Any]] = {k: [] for k in ("index", "lo", "hi", "aligned", "null", "p", "prof",

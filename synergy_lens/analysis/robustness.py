@@ -46,6 +46,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from synergy_lens._collective import all_gather, check_collective, my_share
 from synergy_lens._io import load_payload, save_payload
 from synergy_lens.analysis.headline import (
     HEADLINE_SCORES,
@@ -184,7 +185,7 @@ def _index(values: Tensor, n_layers: int, n_heads: int, depth: Tensor) -> tuple[
 
 def _pooled_variant(
     series: _Series, fns: list[tuple[str, Any]], *, tau: int, redundancy: str, n_boot: int, alpha: float,
-    n_surrogates: int, seed: int, depth: Tensor, progress: bool,
+    n_surrogates: int, seed: int, depth: Tensor, progress: bool, distributed: bool = False,
 ) -> dict[str, dict[str, Any]]:
     prompts = [series.values[p, :, :n] for p, n in enumerate(series.lengths.tolist())]
     pooled = _Pooled(prompts, tau, redundancy)
@@ -213,10 +214,20 @@ def _pooled_variant(
     aligned = {name: _index(fn(s_al, r_al), L, H, depth)[0] for name, fn in fns}
     nulls: dict[str, list[float]] = {name: [] for name, _ in fns}
     null_prof: dict[str, list[Tensor]] = {name: [] for name, _ in fns}
-    for s in tqdm(range(n_surrogates), desc="pooled surrogates", disable=not progress):
+
+    def replicate(s: int) -> list[tuple[float, Tensor]]:
         sn, rn = pooled.atoms(shifted(s, False), ones)
-        for name, fn in fns:
-            idx, prof = _index(fn(sn, rn), L, H, depth)
+        return [_index(fn(sn, rn), L, H, depth) for _, fn in fns]
+
+    # every replicate is seeded by its index, so under ``distributed`` the ranks take a share
+    # each and the gathered replicates are put back in index order
+    split = check_collective(distributed)
+    mine = my_share(n_surrogates) if split else range(n_surrogates)
+    done = {i: replicate(i) for i in tqdm(mine, desc="pooled surrogates", disable=not progress)}
+    if split:
+        done = {i: v for part in all_gather(done) for i, v in part.items()}
+    for i in range(n_surrogates):
+        for (name, _), (idx, prof) in zip(fns, done[i]):
             nulls[name].append(idx)
             null_prof[name].append(prof)
     q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
@@ -233,7 +244,7 @@ def _pooled_variant(
 
 def _per_prompt_variant(
     series: _Series, names: list[str], fns: list[tuple[str, Any]], *, tau: int, redundancy: str, n_boot: int,
-    alpha: float, n_surrogates: int, seed: int, progress: bool,
+    alpha: float, n_surrogates: int, seed: int, progress: bool, distributed: bool = False,
 ) -> dict[str, dict[str, Any]]:
     from synergy_lens.phiid import decompose
 
@@ -242,7 +253,7 @@ def _per_prompt_variant(
         result = decompose(series, tau=tau, redundancy=redundancy, progress=False)
         test = surrogate_test(series, n_surrogates=n_surrogates, scores=[fn for _, fn in fns], tau=tau,
                               redundancy=redundancy, seed=seed, batch=surrogate_batch(len(series.labels)),
-                              progress=progress)
+                              progress=progress, distributed=distributed)
     out = {}
     for name, fn in fns:
         prof = layer_profile(result, score=fn, n_boot=n_boot, alpha=alpha, seed=seed)
@@ -358,6 +369,7 @@ def robustness(
     exclude: bool = False,
     baseline: Headline | None = None,
     progress: bool = False,
+    distributed: bool = False,
 ) -> Robustness:
     """Recompute the layer profile's inverted-U index under each analysis choice (module docstring).
 
@@ -372,6 +384,9 @@ def robustness(
         baseline: a :class:`~synergy_lens.analysis.headline.Headline` of the same
             recording with the baseline settings, reused for the ``baseline`` row.
         progress: tqdm bars.
+        distributed: spread each variant's surrogate replicates over the ranks of a
+            torch.distributed process group (every rank calls with the same arguments and
+            gets the whole table, equal to one process's; see ``surrogate_test``).
 
     Returns:
         A :class:`Robustness` (``to_dataframe()`` is the table; ``view.plot_robustness``
@@ -416,7 +431,8 @@ def robustness(
             spec["reused"] = "the run's headline test"
             continue
         kw = {"tau": tau, "redundancy": spec["redundancy"], "n_boot": n_boot, "alpha": alpha,
-              "n_surrogates": n_surrogates, "seed": seed, "progress": progress}
+              "n_surrogates": n_surrogates, "seed": seed, "progress": progress,
+              "distributed": distributed}
         res = (_pooled_variant(series, fns, depth=depth, **kw) if spec["aggregate"] == "pooled"
                else _per_prompt_variant(series, scores, fns, **kw))
         for s, score in enumerate(scores):

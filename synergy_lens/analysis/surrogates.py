@@ -66,6 +66,7 @@ from scipy.stats import norm
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from synergy_lens._collective import all_gather, check_collective, world
 from synergy_lens._io import load_payload, save_payload
 from synergy_lens.analysis._io import unit_labels
 from synergy_lens.analysis.scores import get_score, symmetrize
@@ -407,6 +408,7 @@ def surrogate_test(
     n_layers: int | None = None,
     n_heads: int | None = None,
     progress: bool = False,
+    distributed: bool = False,
 ) -> SurrogateTest:
     """Test pairs and heads for more synergy (and redundancy) than a surrogate null.
 
@@ -427,6 +429,10 @@ def surrogate_test(
         min_shift: smallest circular offset; default ``max(tau + 1, n // 10)`` per prompt.
         batch: surrogates per ``all_pairs`` call (memory ~ ``batch * 16 * unit^2 * 8`` bytes).
         progress: tqdm bar over surrogate batches.
+        distributed: inside a torch.distributed process group, every rank calls this with
+            the same arguments and computes its share of the surrogate batches; every rank
+            gets the whole result, equal to one process's bit for bit at the same thread count
+            (``synergy_lens.distributed``). Ignored without a process group.
 
     Cost: ``n_prompts * (n_surrogates + 2)`` all-pairs decompositions (about 0.4 s each
     for 270 heads on one CPU core): budget surrogates accordingly, or use ``pvalue="gaussian"``.
@@ -473,11 +479,8 @@ def surrogate_test(
     observed = head_stats(observed_pair).to(torch.float64)  # [score, U]
     aligned = head_stats(aligned_pair).to(torch.float64)
 
-    exceed_pair = torch.zeros_like(observed_pair)
-    sum_pair, sq_pair = torch.zeros_like(observed_pair), torch.zeros_like(observed_pair)
-    null_heads = []
-    starts = range(0, n_surrogates, batch)
-    for start in tqdm(starts, desc="surrogates", disable=not progress):
+    def null_batch(start: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Surrogates ``start .. start + batch``: exceedances, sum, sum of squares, head stats."""
         b = min(batch, n_surrogates - start)
         tot = torch.zeros(b, 2, n_units, n_units, dtype=torch.float64)
         cnt = torch.zeros_like(tot)
@@ -497,10 +500,36 @@ def surrogate_test(
             tot += torch.nan_to_num(a)
             cnt += torch.isfinite(a)
         null_pair = _prompt_mean(tot, cnt)  # [b, 2, U, U]
-        exceed_pair += (null_pair >= aligned_pair).sum(0)
-        sum_pair += torch.nan_to_num(null_pair).sum(0)
-        sq_pair += torch.nan_to_num(null_pair).pow(2).sum(0)
-        null_heads.append(head_stats(null_pair).to(torch.float64))
+        finite = torch.nan_to_num(null_pair)
+        return (
+            (null_pair >= aligned_pair).sum(0),
+            finite.sum(0),
+            finite.pow(2).sum(0),
+            head_stats(null_pair).to(torch.float64),
+        )
+
+    # Batches are the unit of work. Under ``distributed`` the ranks take them in rounds (rank r
+    # computes batch round * size + r); each round is gathered and added in batch order, as one
+    # process adds them, so only one batch per rank is held at a time.
+    rank, size = world() if check_collective(distributed) else (0, 1)
+    starts = list(range(0, n_surrogates, batch))
+    exceed_pair = torch.zeros_like(observed_pair)
+    sum_pair, sq_pair = torch.zeros_like(observed_pair), torch.zeros_like(observed_pair)
+    null_heads = []
+    bar = tqdm(total=len(starts), desc="surrogates", disable=not progress)
+    for first in range(0, len(starts), size):
+        k = first + rank
+        part = null_batch(starts[k]) if k < len(starts) else None
+        for piece in all_gather(part) if size > 1 else [part]:
+            if piece is None:
+                continue
+            ex, sm, sq, heads_k = piece
+            exceed_pair += ex
+            sum_pair += sm
+            sq_pair += sq
+            null_heads.append(heads_k)
+            bar.update(1)
+    bar.close()
     null = torch.cat(null_heads)  # [S, score, U]
     n = n_surrogates
 
@@ -543,5 +572,5 @@ def surrogate_test(
         tau=tau,
         redundancy=redundancy,
         labels=labels,
-        meta={"n_prompts": len(prompts), "lengths": [int(x.shape[-1]) for x in prompts]},
+        meta={"n_prompts": len(prompts), "lengths": [int(x.shape[-1]) for x in prompts], "processes": size},
     )

@@ -40,6 +40,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens._collective import check_collective, my_share, sum_over_ranks, world
 from synergy_lens._io import load_payload, save_payload
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.intervene.ablate import (
@@ -216,6 +217,7 @@ def _divergences(
     batch_size: int,
     progress: bool,
     on_prompt: Callable[[int], None] | None = None,
+    distributed: bool = False,
 ) -> Float[Tensor, "condition prompt"]:
     """The engine: divergence of every condition (a mask per row) on every sequence.
 
@@ -232,6 +234,9 @@ def _divergences(
     active = [i for i in range(uniq.shape[0]) if bool(uniq[i].any())]
     out = torch.zeros(uniq.shape[0], len(seqs), dtype=torch.float64)
     plan = _plan(seqs, active, batched=batched, batch_size=batch_size, per_prompt=on_prompt is not None)
+    split = check_collective(distributed)
+    if split:  # a contiguous block of passes per rank; each cell of ``out`` has one owner
+        plan = [plan[i] for i in my_share(len(plan), blocks=True)]
     last_use = {p: i for i, rows in enumerate(plan) for p, _ in rows}
     bar = None
     if progress:
@@ -263,6 +268,8 @@ def _divergences(
                 bar.update(1)
     if bar is not None:
         bar.close()
+    if split:
+        out = sum_over_ranks(out)  # x + 0 + ... = x exactly: the single-process table
     return out[inverse].reshape(n_cond, len(seqs))
 
 
@@ -293,6 +300,7 @@ def behaviour_divergence(
     batched: bool = True,
     batch_size: int = 16,
     progress: bool = False,
+    distributed: bool = False,
 ) -> Float[Tensor, "... prompt"]:
     """Paper (B)'s behaviour divergence of an ablation, per prompt (nats).
 
@@ -305,6 +313,9 @@ def behaviour_divergence(
         mode, reference: as in :func:`~synergy_lens.intervene.ablate_heads`.
         batched: stack conditions along the batch (``batch_size`` per pass) instead of one
             pass per condition and prompt. Same numbers up to float rounding.
+        distributed: inside a torch.distributed process group, every rank calls this with
+            the same arguments and runs a contiguous share of the forward passes; every rank
+            gets the whole table (``synergy_lens.distributed``). Ignored without a group.
 
     Returns:
         ``[prompt]`` for one set of heads, ``[condition, prompt]`` for a 3-d mask: the mean
@@ -318,7 +329,7 @@ def behaviour_divergence(
     hooks_for, on_prompt = _head_hooks_factory(adapter, mode, reference)
     out = _divergences(
         adapter, seqs, conditions, hooks_for, batched=batched, batch_size=batch_size,
-        progress=progress, on_prompt=on_prompt,
+        progress=progress, on_prompt=on_prompt, distributed=distributed,
     )
     return out if mask.ndim == 3 else out[0]
 
@@ -502,6 +513,7 @@ def ablation_curve(
     batched: bool = True,
     batch_size: int = 16,
     progress: bool = True,
+    distributed: bool = False,
 ) -> AblationCurve:
     """Cumulative head ablation in given orders against random orders (paper (B), ablation 1).
 
@@ -528,6 +540,9 @@ def ablation_curve(
         batched: many conditions per forward pass (per-batch-element head masks); False
             runs one pass per condition and prompt (the reference loop, same numbers).
         batch_size: conditions per forward pass.
+        distributed: spread the forward passes over the ranks of a torch.distributed process
+            group (every rank calls with the same arguments and gets the whole curve; see
+            :func:`behaviour_divergence`).
 
     Returns:
         :class:`AblationCurve` (``.summary()``, ``.to_dataframe()``, ``.save()``).
@@ -564,7 +579,7 @@ def ablation_curve(
     t0 = time.perf_counter()
     div = _divergences(
         adapter, seqs, conditions, hooks_for, batched=batched, batch_size=batch_size,
-        progress=progress, on_prompt=on_prompt,
+        progress=progress, on_prompt=on_prompt, distributed=distributed,
     ).float()
     elapsed = time.perf_counter() - t0
     n_steps = len(steps)
@@ -589,6 +604,7 @@ def ablation_curve(
             "batched": batched,
             "batch_size": batch_size,
             "seconds": elapsed,
+            "processes": world()[1] if check_collective(distributed) else 1,
             "units": "nats",
         },
     )

@@ -153,18 +153,29 @@ def analyse(
     stages(f"PhiID of {adapter.n_units * (adapter.n_units - 1) // 2} head pairs")
     result = _collective_stage(store, run, "phiid", dec_kw,
                                lambda: decompose_sharded(activity, progress=progress, **dec_kw))
-    if rank != 0:
-        return run  # the other ranks' part is done
+    if size > 1:  # every rank takes part in the null tests and the ablation curve below
+        activity, result = broadcast_from_main((activity, result))
 
     stages("scores, layer profiles, rank uncertainty and the synergistic core")
     scores, core = score_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed,
                               exclude_unstable=exclude_unstable)
-    run.add("layer_summary", layer_summary(scores, run.get(f"profile_{score}"), core))
 
     stages(f"headline: layer profiles against {n_surrogates} autocorrelation-preserving surrogates"
            + (f"; robustness ({', '.join(robustness)})" if robustness else ""))
     headline_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed, n_surrogates=n_surrogates,
-                  robustness=robustness, exclude_unstable=exclude_unstable, progress=progress)
+                  robustness=robustness, exclude_unstable=exclude_unstable, progress=progress and rank == 0,
+                  distributed=size > 1)
+
+    if ablation is not None:
+        stages("ablation curve: core heads first vs random orders")
+        run.settings["ablation"] = dict(ablation)
+        _collective_stage(store, run, "ablation", {"ablation": ablation, "seed": seed, "scores": scores.score},
+                          lambda: ablation_step(model, activity, scores, ablation, seed=seed,
+                                                progress=progress and rank == 0, distributed=size > 1),
+                          needs=("activity", "scores"))
+    if rank != 0:
+        return run  # the other ranks' part is done
+    run.add("layer_summary", layer_summary(scores, run.get(f"profile_{score}"), core))
 
     stages("graph topology of the synergy and redundancy networks")
     run.add("topology", topology_table(result, density=density, seed=seed))
@@ -177,13 +188,6 @@ def analyse(
                                           record_kwargs=rec_kw | {"progress": progress},
                                           decompose_kwargs=dec_kw | {"progress": progress}), file="control")
 
-    if ablation is not None:
-        stages("ablation curve: core heads first vs random orders")
-        run.settings["ablation"] = dict(ablation)
-        stage_result(store, run, "ablation", {"ablation": ablation, "seed": seed, "scores": scores.score},
-                     lambda: ablation_step(model, activity, scores, ablation, seed=seed, progress=progress),
-                     needs=("activity", "scores"))
-
     stages("CircuitsVis data: attention of the top heads, generated tokens")
     p = view_prompt if view_prompt < activity.n_prompts else 0
     run.add("attention", head_attention(model, activity.full_ids(p), scores, k=attention_heads))
@@ -193,11 +197,12 @@ def analyse(
     return run
 
 
-def _collective_stage(store: StageStore | None, run: RunResults, name: str, key: Any, compute: Any) -> Any:
+def _collective_stage(store: StageStore | None, run: RunResults, name: str, key: Any, compute: Any,
+                      needs: tuple[str, ...] | None = None) -> Any:
     """:func:`~synergy_lens.runfolder.stage_result` for a step that all ranks compute together:
     rank 0 looks in the store and tells the others whether the step runs at all."""
     if world()[1] == 1:
-        return stage_result(store, run, name, key, compute)
+        return stage_result(store, run, name, key, compute, needs=needs)
     cached = store.cached(name, digest(key)) if store is not None and world()[0] == 0 else None
     if not broadcast_from_main(cached is None):
         run.add(name, cached)
@@ -205,7 +210,7 @@ def _collective_stage(store: StageStore | None, run: RunResults, name: str, key:
     obj = compute()
     if world()[0] == 0:
         if store is not None:
-            store.save(name, obj, key=digest(key))
+            store.save(name, obj, key=digest(key), needs=needs)
         run.add(name, obj)
     return obj
 
@@ -272,10 +277,12 @@ def score_step(
 def headline_step(
     run: RunResults, activity: Any, result: Any, *, score: str, q: float, n_boot: int, seed: int,
     n_surrogates: int, robustness: Sequence[str] | None, exclude_unstable: bool = False, progress: bool = True,
+    distributed: bool = False,
 ) -> None:
     """The headline test of every score's profile against the surrogate null, and the
     robustness table (items ``headline``, ``surrogates``, ``robustness``). Needs per-prompt
-    PhiID (``aggregate="mean_over_prompts"``) and two or more prompts; skipped otherwise."""
+    PhiID (``aggregate="mean_over_prompts"``) and two or more prompts; skipped otherwise.
+    ``distributed``: every rank of the process group calls this and shares the surrogates."""
     from synergy_lens.analysis.headline import headline
     from synergy_lens.analysis.robustness import robustness as robustness_table
 
@@ -285,18 +292,20 @@ def headline_step(
     profiles = {k: v for k, v in run.profiles().items()}
     hl, test = headline(activity, result, n_surrogates=n_surrogates, n_boot=n_boot, q=q, core_score=score,
                         seed=seed, unstable=stability, exclude=exclude_unstable, profiles=profiles,
-                        progress=progress)
+                        progress=progress, distributed=distributed)
     run.add("headline", hl)
     run.add("surrogates", test)
     if robustness:
         variants = ["baseline", *[v for v in robustness if v != "baseline"]]
         run.add("robustness", robustness_table(activity, variants=variants, n_surrogates=n_surrogates,
                                                n_boot=min(n_boot, 200), seed=seed, unstable=stability,
-                                               exclude=exclude_unstable, baseline=hl, progress=progress))
+                                               exclude=exclude_unstable, baseline=hl, progress=progress,
+                                               distributed=distributed))
 
 
 def ablation_step(
-    model: Any, activity: Any, scores: Any, settings: dict[str, Any], *, seed: int = 0, progress: bool = True
+    model: Any, activity: Any, scores: Any, settings: dict[str, Any], *, seed: int = 0, progress: bool = True,
+    distributed: bool = False,
 ) -> Any:
     """A short ablation curve of a recorded run (paper (B), ablation 1).
 
@@ -317,7 +326,7 @@ def ablation_step(
     step = max(1, math.ceil(n_units / int(settings.get("ablation_steps", 10))))
     return ablation_curve(
         model, pairs, scores, step=step, n_random=int(settings.get("ablation_seeds", 3)), seed=seed,
-        mode=settings.get("mode", "zero"), progress=progress,
+        mode=settings.get("mode", "zero"), progress=progress, distributed=distributed,
     )
 
 
