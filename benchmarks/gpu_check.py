@@ -18,7 +18,7 @@ leaves what it measured). Each comparison is measured side by side in the same r
   alternating, on the big model; the recording must not change the generated tokens, and
   its signals must match a teacher-forced pass;
 - ``ablation``: the batched ablation curve against one pass per condition, on the big model;
-- ``e2e``: ``analyse`` (``synergy_lens.analyse`` or ``synergy_lens.view.pipeline``) end to
+- ``e2e``: ``analyse`` (``synergy_lens.analyse`` or ``synergy_lens.pipeline``) end to
   end on the big model with 60 prompts x 100 tokens (the demo's settings, ablation
   included), wall time per stage, then saving the results and writing the HTML report;
 - ``stream`` (optional): the streaming engine (``synergy_lens.phiid.pair_summaries``)
@@ -730,7 +730,7 @@ class Check:
         try:  # the public name where the package exports it, else the pipeline's own
             analyse = synergy_lens.analyse  # type: ignore[attr-defined]
         except AttributeError:
-            from synergy_lens.view.pipeline import analyse
+            from synergy_lens.pipeline import analyse
 
         s = self.sizes
         marks: list[tuple[str, float]] = []

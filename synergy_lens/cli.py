@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -37,17 +38,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synergy_lens.configs import QUICK
+
 __all__ = ["CLIError", "build_parser", "main"]
 
 DEFAULT_OUT = "synergy-lens-out"
 TINY = "tiny"
-SCORES = ("rank_gradient", "syn_minus_red", "synergy_fraction", "mean_sts", "mean_rtr")
-ROBUSTNESS = ("detrended", "pooled", "tau10", "ccs", "none")
-N_SURROGATES = 19
-QUICK: dict[str, Any] = {"n_prompts": 12, "max_new_tokens": 40, "n_boot": 200, "ablation_prompts": 4, "ablation_tokens": 24,
-         "ablation_seeds": 2, "ablation_steps": 6}
-FULL: dict[str, Any] = {"n_prompts": None, "max_new_tokens": 100, "n_boot": 1000, "ablation_prompts": 12, "ablation_tokens": 48,
-        "ablation_seeds": 3, "ablation_steps": 10}
+QUICK_PROMPTS = 12  # demo --quick: prompts (the other --quick settings: synergy_lens.configs.QUICK)
 
 
 class CLIError(Exception):
@@ -119,59 +116,16 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     g.add_argument("--prompts", default="default", metavar="PATH|default",
                    help="'default' for the 60-prompt suite (6 categories x 10), or a .txt file (one prompt per "
                         "line) or .jsonl file ({\"prompt\": ..., \"category\": ...} per line)")
-    quick = f"; --quick: {QUICK['n_prompts']}" if demo else ""
+    quick = f"; --quick: {QUICK_PROMPTS}" if demo else ""
     g.add_argument("--n-prompts", type=_int_at_least(1), default=None, metavar="N",
                    help=f"use only N prompts, taken round-robin over categories (default: all{quick})")
-    quick = f"; --quick: {QUICK['max_new_tokens']}" if demo else ""
-    g.add_argument("--max-new-tokens", type=_int_at_least(8), default=None, metavar="N",
-                   help="tokens generated per prompt: the length of each head's time series (paper (B): 100; "
-                        f"default: {FULL['max_new_tokens']}{quick})")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=8, metavar="N",
-                   help="prompts generated and recorded together")
-    g.add_argument("--chat-template", choices=("auto", "yes", "no"), default="auto",
-                   help="wrap prompts in the tokenizer's chat template (auto: when it has one)")
-    g.add_argument("--full-length", action="store_true",
-                   help="keep generating past EOS so every series has exactly --max-new-tokens steps, the "
-                        "model's own tokens after its EOS (default: a prompt's series ends at its EOS)")
+    _add_config_options(g, "record", quick=demo)
     g.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="save the recording after every batch to FILE and resume from it if it exists "
                         "(default: a checkpoint file in the --out folder, removed once the recording is saved)")
-    g.add_argument("--min-steps", type=_int_at_least(4), default=None, metavar="N",
-                   help="shortest answer (generated tokens) that enters PhiID; shorter answers (ended at EOS) are "
-                        "left out with a warning naming them (default: max(8, tau + 5))")
     a = p.add_argument_group("analysis")
-    a.add_argument("--tau", type=_int_at_least(1), default=1, help="PhiID lag in generated tokens")
-    a.add_argument("--redundancy", choices=("MMI", "CCS"), default="MMI",
-                   help="redundancy function of PhiID (papers: MMI)")
-    a.add_argument("--aggregate", choices=("mean_over_prompts", "pooled"), default="mean_over_prompts",
-                   help="PhiID per prompt then averaged (papers), or one estimate from pooled statistics")
-    a.add_argument("--score", choices=SCORES, default="rank_gradient",
-                   help="per-head score that defines the core and the main profile (rank_gradient: the text of "
-                        "paper (B); syn_minus_red: its released code; the profiles of rank_gradient, syn_minus_red and "
-                        "synergy_fraction are always saved and tested)")
-    a.add_argument("--core-fraction", type=_fraction(0.0, 0.5), default=0.25, metavar="Q",
-                   help="fraction of heads in the synergistic core (and in the memory group)")
-    quick = f"; --quick: {QUICK['n_boot']}" if demo else ""
-    a.add_argument("--n-boot", type=_int_at_least(0), default=None, metavar="N",
-                   help=f"bootstrap resamples of prompts for the profile band and CIs (0: none; default: "
-                        f"{FULL['n_boot']}{quick})")
-    a.add_argument("--density", type=_fraction(0.0, 1.0), default=0.10,
-                   help="fraction of head pairs kept as edges in the synergy/redundancy graphs")
-    a.add_argument("--control", choices=("none", "perturb", "random_init"), default="none",
-                   help="also analyse a randomised control (perturb: N(0, 10^2) noise on every weight, paper "
-                        "(B)); doubles the run time")
-    a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, controls and ablation orders")
-    a.add_argument("--n-surrogates", type=_int_at_least(0), default=N_SURROGATES, metavar="N",
-                   help="circular-shift surrogates (each head keeps its own dynamics) against which every score's "
-                        "layer profile is tested, also per robustness choice; the smallest p is 1/(N+1) "
-                        "(19: 0.05, 99: 0.01); 0: no test")
-    a.add_argument("--robustness", nargs="+", choices=ROBUSTNESS, default=["detrended", "pooled", "tau10"], metavar="CHOICE",
-                   help="analysis choices re-run, one change each from tau 1 / raw series / mean over prompts / MMI, "
-                        "each tested against its own surrogate null: detrended (first differences), pooled (one "
-                        "estimate from all prompts), tau10, ccs (slow: per-sample redundancy); 'none' for none")
-    a.add_argument("--exclude-unstable", action="store_true",
-                   help="leave heads whose series are too coarse for a stable PhiID estimate out of every score "
-                        "(by default they are only marked)")
+    _add_config_options(a, "decompose", quick=demo)
+    _add_config_options(a, "analysis", quick=demo)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="results folder (created if needed); each stage is saved there as soon as it is done")
@@ -182,7 +136,7 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     _add_output_flags(o)
     if demo:
         p.add_argument("--quick", action="store_true",
-                       help=f"small settings: {QUICK['n_prompts']} prompts x {QUICK['max_new_tokens']} tokens, "
+                       help=f"small settings: {QUICK_PROMPTS} prompts x {QUICK['max_new_tokens']} tokens, "
                             f"{QUICK['n_boot']} bootstrap resamples, a shorter ablation curve")
     else:
         p.add_argument("--ablate", action="store_true", help="also compute a short ablation curve")
@@ -196,17 +150,61 @@ def _add_output_flags(g: Any) -> None:
 
 
 def _add_ablation_options(p: argparse.ArgumentParser, *, quick: bool = True) -> None:
-    g = p.add_argument_group("ablation")
-    q = f"; --quick: {QUICK['ablation_prompts']}" if quick else ""
-    g.add_argument("--ablation-prompts", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"prompts of the run used for the divergence (default {FULL['ablation_prompts']}{q})")
-    g.add_argument("--ablation-tokens", type=_int_at_least(2), default=None, metavar="N",
-                   help=f"generated tokens compared per prompt (default {FULL['ablation_tokens']})")
-    g.add_argument("--ablation-steps", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"points on the curve (default {FULL['ablation_steps']})")
-    g.add_argument("--ablation-seeds", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"random orders for the baseline spread (default {FULL['ablation_seeds']})")
-    g.add_argument("--ablation-mode", default="zero", help="how a head is removed (a registered ablation mode)")
+    _add_config_options(p.add_argument_group("ablation"), "ablation", quick=quick)
+
+
+def _add_config_options(group: Any, stage: str, *, quick: bool) -> None:
+    """One command-line option per field of a stage's config (synergy_lens.configs): the flag,
+    type, choices, default and help come from the field. Options that ``--quick`` changes
+    default to None here and are filled in by :func:`_run_config`."""
+    from synergy_lens import configs as C
+
+    cls = type(getattr(C.RunConfig(ablation=C.AblationConfig()), stage))
+    for _, flat, f, opt in C.options(stage):
+        if not opt.cli:
+            continue
+        tp = C.field_type(cls, f.name)
+        allowed = C.choices(tp)
+        help_text = opt.help
+        kw: dict[str, Any] = {"dest": flat, "default": f.default}
+        if tp is bool:
+            kw["action"] = "store_false" if opt.invert else "store_true"
+        elif C.typing.get_origin(tp) is tuple:
+            kw.update(nargs="+", choices=(*(allowed or ()), "none"), default=list(f.default or ()))  # type: ignore[arg-type]
+        elif allowed is not None:
+            kw["choices"] = allowed
+        elif opt.minimum is not None:
+            kw["type"] = _int_at_least(opt.minimum)
+        elif opt.fraction is not None:
+            kw["type"] = _fraction(*opt.fraction)
+        else:
+            kw["type"] = int if tp is int else float if tp is float else str
+        if flat in C.QUICK:  # the default depends on --quick: say both
+            kw["default"] = None
+            help_text += f" (default: {f.default}" + (f"; --quick: {C.QUICK[flat]})" if quick else ")")
+        if opt.metavar is not None:
+            kw["metavar"] = opt.metavar
+        group.add_argument(opt.flag or "--" + flat.replace("_", "-"), help=help_text, **kw)
+
+
+def _run_config(args: argparse.Namespace, *, quick: bool, ablation: bool) -> Any:
+    """The :class:`~synergy_lens.configs.RunConfig` of the parsed options (with ``--quick``'s
+    defaults where the user set nothing); the options left None are filled in ``args`` too."""
+    from synergy_lens import configs as C
+
+    flat: dict[str, Any] = {}
+    for stage, name, f, opt in C.options():
+        if not opt.cli or not hasattr(args, name) or (stage == "ablation" and not ablation):
+            continue
+        value = getattr(args, name)
+        if value is None and name in C.QUICK:
+            value = C.QUICK[name] if quick else f.default
+            setattr(args, name, value)
+        if isinstance(value, list):
+            value = tuple(v for v in value if v != "none")
+        flat[name] = value
+    config = C.RunConfig(ablation=C.AblationConfig() if ablation else None)
+    return config.replace(**flat)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -455,19 +453,14 @@ def load_cli_model(name: str | None, backend: str, device: str | None) -> Any:
 
 
 def _settings(args: argparse.Namespace, model: Any, n_prompts: int) -> dict[str, Any]:
+    """What a run saves besides its config: the command, model, prompts and version."""
     from synergy_lens import __version__
     from synergy_lens.models import DEFAULT_MODEL, adapt
 
     adapter = adapt(model)
-    keys = ("backend", "prompts", "max_new_tokens", "batch_size", "chat_template", "full_length", "min_steps", "tau",
-            "redundancy",
-            "aggregate", "score", "core_fraction", "n_boot", "density", "control", "seed", "n_surrogates",
-            "robustness", "exclude_unstable")
-    out = {"command": args.command, "model": args.model or DEFAULT_MODEL, "model_name": adapter.name,
-           "n_prompts": n_prompts}
-    out.update({k: getattr(args, k) for k in keys if hasattr(args, k)})
-    out["synergy_lens_version"] = __version__
-    return out
+    return {"command": args.command, "model": args.model or DEFAULT_MODEL, "model_name": adapter.name,
+            "backend": args.backend, "prompts": args.prompts, "n_prompts": n_prompts,
+            "synergy_lens_version": __version__}
 
 
 def _print_summary(run: Any, report: Path | None) -> None:
@@ -512,10 +505,9 @@ def _print_summary(run: Any, report: Path | None) -> None:
 # ----------------------------------------------------------------------------- commands
 
 
-def _ablation_settings(args: argparse.Namespace, quick: bool) -> dict[str, int]:
-    base = QUICK if quick else FULL
-    return {k: int(getattr(args, k, None) or base[k])
-            for k in ("ablation_prompts", "ablation_tokens", "ablation_steps", "ablation_seeds")}
+def _ablation_config(args: argparse.Namespace) -> Any:
+    """``ablate``'s :class:`~synergy_lens.configs.AblationConfig` (``--quick`` defaults where unset)."""
+    return _run_config(args, quick=bool(args.quick), ablation=True).ablation
 
 
 def _check_ablation_mode(mode: str) -> None:
@@ -531,41 +523,43 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     from synergy_lens.runfolder import StageStore, lock_folder
 
     quick = bool(getattr(args, "quick", False))
-    for key in ("n_prompts", "max_new_tokens", "n_boot"):
-        if getattr(args, key) is None:  # not set by the user
-            setattr(args, key, (QUICK if quick else FULL)[key])
+    if args.n_prompts is None and quick:
+        args.n_prompts = QUICK_PROMPTS
+    do_ablation = args.command == "demo" or bool(getattr(args, "ablate", False))
+    user_set = {k: getattr(args, k, None) for k in ("ablation_prompts", "ablation_tokens", "ablation_steps",
+                                                    "ablation_seeds")}
+    config = _run_config(args, quick=quick, ablation=do_ablation)
     _check_series_options(args)
+    config = config.replace(min_steps=args.min_steps)
     prompts = _load_prompts(args.prompts, args.n_prompts)
     if args.checkpoint is not None and Path(args.checkpoint).is_dir():
         raise CLIError(f"--checkpoint {args.checkpoint}: is a folder; give a file path")
-    do_ablation = args.command == "demo" or bool(getattr(args, "ablate", False))
     if do_ablation:
         _check_ablation_mode(args.ablation_mode)
-        if args.ablation_prompts is not None and args.ablation_prompts > len(prompts):
+        if user_set["ablation_prompts"] is not None and user_set["ablation_prompts"] > len(prompts):
             raise CLIError(f"--ablation-prompts {args.ablation_prompts} is more than the {len(prompts)} prompts of "
                            "the run; lower it or raise --n-prompts")
-        if args.ablation_tokens is not None and args.ablation_tokens > args.max_new_tokens:
+        if user_set["ablation_tokens"] is not None and user_set["ablation_tokens"] > args.max_new_tokens:
             raise CLIError(f"--ablation-tokens {args.ablation_tokens} is more than --max-new-tokens "
                            f"{args.max_new_tokens}; lower it")
-    elif any(getattr(args, k, None) is not None for k in ("ablation_prompts", "ablation_tokens", "ablation_steps",
-                                                          "ablation_seeds")):
+    elif any(v is not None for v in user_set.values()):
         raise CLIError("--ablation-* options are set but no ablation runs; add --ablate (run) or drop them")
     _check_device(args.device)
     from synergy_lens.distributed import init_from_env, is_main
 
     args.device = init_from_env(args.device)  # under torchrun: join the group, one device per rank
     if not is_main():
-        return _analyse_worker(args, prompts, do_ablation, quick)
+        return _analyse_worker(args, prompts, config)
     out = _check_out_dir(args.out)
     _setup_runtime(args)
-    stages = _Stages(8 + do_ablation + (args.control != "none") + (not args.no_report), quiet=args.quiet)
+    stages = _Stages(8 + do_ablation + (config.analysis.control != "none") + (not args.no_report), quiet=args.quiet)
     with lock_folder(out, command=f"synergy-lens {args.command}"):
         StageStore(out).manifest()  # a damaged manifest.json is reported now, not after the recording
         stages(f"loading model {args.model or '(default SmolLM2-135M-Instruct)'}")
         model = load_cli_model(args.model, args.backend, args.device)
         settings = _settings(args, model, len(prompts))
         store = StageStore(out, settings=settings, resume=args.resume)
-        run = _run_analyse(args, model, prompts, do_ablation, quick, settings=settings, stages=stages,
+        run = _run_analyse(args, model, prompts, config, settings=settings, stages=stages,
                            store=store, progress=not args.no_progress)
         stages.note(f"results saved in {out}" + (f" (reused: {', '.join(store.skipped)})" if store.skipped else ""))
         report = None
@@ -579,30 +573,19 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_analyse(args: argparse.Namespace, model: Any, prompts: list[Any], do_ablation: bool, quick: bool,
-                 **kwargs: Any) -> Any:
-    """``view.pipeline.analyse`` with the command line's settings (every rank calls it alike)."""
-    from synergy_lens.view.pipeline import analyse
+def _run_analyse(args: argparse.Namespace, model: Any, prompts: list[Any], config: Any, **kwargs: Any) -> Any:
+    """:func:`synergy_lens.analyse` with the command line's config (every rank calls it alike)."""
+    from synergy_lens.pipeline import analyse
 
-    return analyse(
-        model, prompts, min_steps=args.min_steps,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        chat_template={"auto": None, "yes": True, "no": False}[args.chat_template], checkpoint=args.checkpoint,
-        stop_at_eos=not args.full_length, tau=args.tau, redundancy=args.redundancy, aggregate=args.aggregate,
-        score=args.score, q=args.core_fraction, n_boot=args.n_boot, density=args.density, seed=args.seed,
-        control=None if args.control == "none" else args.control,
-        ablation=_ablation_settings(args, quick) | {"mode": args.ablation_mode} if do_ablation else None,
-        n_surrogates=args.n_surrogates, robustness=[v for v in args.robustness if v != "none"],
-        exclude_unstable=args.exclude_unstable, **kwargs,
-    )
+    return analyse(model, prompts, config, checkpoint=args.checkpoint, **kwargs)
 
 
-def _analyse_worker(args: argparse.Namespace, prompts: list[Any], do_ablation: bool, quick: bool) -> int:
-    """A rank other than 0 under torchrun: record and decompose its share of the prompts
-    (rank 0 writes everything, so this rank touches no folder)."""
+def _analyse_worker(args: argparse.Namespace, prompts: list[Any], config: Any) -> int:
+    """A rank other than 0 under torchrun: its share of the recording, PhiID, null tests and
+    ablation (rank 0 writes everything, so this rank touches no folder)."""
     _setup_runtime(args)
     model = load_cli_model(args.model, args.backend, args.device)
-    _run_analyse(args, model, prompts, do_ablation, quick, progress=False)
+    _run_analyse(args, model, prompts, config, progress=False)
     return 0
 
 
@@ -656,7 +639,7 @@ def _ablate_worker(args: argparse.Namespace, folder: Path) -> int:
     """A rank other than 0 under torchrun: its share of the ablation's forward passes (reads
     the run, writes nothing; rank 0 holds the folder's lock and saves the curve)."""
     from synergy_lens.models import DEFAULT_MODEL
-    from synergy_lens.view.pipeline import ablation_step
+    from synergy_lens.pipeline import ablation_step
     from synergy_lens.view.results import RunResults
 
     run = RunResults.load(folder, only=["activity", "scores"])
@@ -664,8 +647,8 @@ def _ablate_worker(args: argparse.Namespace, folder: Path) -> int:
         raise CLIError(f"--from {args.source}: the folder has no activity.pt / scores.pt to ablate from")
     model_name = args.model if args.model is not None else run.settings.get("model")
     model = load_cli_model(None if model_name == DEFAULT_MODEL else model_name, args.backend, args.device)
-    settings = _ablation_settings(args, args.quick) | {"mode": args.ablation_mode}
-    ablation_step(model, run["activity"], run["scores"], settings, seed=args.seed, progress=False, distributed=True)
+    ablation_step(model, run["activity"], run["scores"], _ablation_config(args), seed=args.seed, progress=False,
+                  distributed=True)
     return 0
 
 
@@ -692,7 +675,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         return _ablate_worker(args, folder)
     stages = _Stages(3 + (not args.no_report), quiet=args.quiet)
     with lock_folder(folder, command="synergy-lens ablate"):
-        from synergy_lens.view.pipeline import ablation_step
+        from synergy_lens.pipeline import ablation_step
         from synergy_lens.view.results import RunResults
 
         run = RunResults.load(folder, only=["activity", "scores"])
@@ -703,15 +686,15 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             model_name = None
         stages(f"loading model {model_name or '(default SmolLM2-135M-Instruct)'}")
         model = load_cli_model(model_name, args.backend, args.device)
-        settings = _ablation_settings(args, args.quick) | {"mode": args.ablation_mode}
+        config = _ablation_config(args)
         store = StageStore(folder)
         stages("ablation curve (core first vs random orders)")
-        curve = ablation_step(model, run["activity"], run["scores"], settings, seed=args.seed,
+        curve = ablation_step(model, run["activity"], run["scores"], config, seed=args.seed,
                               progress=not args.no_progress, distributed=True)
         stages(f"adding ablation.pt to {folder}")
-        store.save("ablation", curve, key=digest({"ablation": settings, "seed": args.seed,
+        store.save("ablation", curve, key=digest({"ablation": dataclasses.asdict(config), "seed": args.seed,
                                                   "scores": run["scores"].score}), needs=("activity", "scores"))
-        store.update_settings({"ablation": settings})
+        store.update_settings({"ablation": dataclasses.asdict(config)})
         report = None
         if not args.no_report:
             from synergy_lens.view.report import write_report

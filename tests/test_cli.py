@@ -123,7 +123,7 @@ def test_run_saves_files_that_load_back(tiny_run):
     assert run["phiid"].n_layers == 3 and run["phiid"].n_heads == 4
     assert run["scores"].score == "rank_gradient"
     assert len(run["core"]) == 3  # ceil(0.25 * 12)
-    assert run.settings["max_new_tokens"] == 12 and run.settings["model"] == "tiny"
+    assert run.settings["record"]["max_new_tokens"] == 12 and run.settings["model"] == "tiny"
     assert len(run["tokens"]) == 4
     assert [p.category for p in round_robin(__import__("synergy_lens").default_prompts(), 4)] == \
         run["activity"].categories
@@ -163,7 +163,7 @@ def test_ablate_command(tiny_run, tmp_path, capsys):
     assert curve.random.shape[0] == 2 and set(curve.curves) == {"synergy-first", "redundancy-first"}
     assert int(curve.steps[-1]) == 12 and float(curve.curves["synergy-first"][0]) == 0.0
     assert "Causal tests" in (folder / "report.html").read_text(encoding="utf-8")
-    assert json.loads((folder / "manifest.json").read_text())["settings"]["ablation"]["ablation_seeds"] == 2
+    assert json.loads((folder / "manifest.json").read_text())["settings"]["ablation"]["seeds"] == 2
 
 
 def test_ablate_needs_a_full_run(tmp_path, capsys):

@@ -20,7 +20,7 @@ def test_run_prints_tested_profiles_and_robustness(tmp_path, capsys):
         assert sentence in out and "autocorrelation null" in sentence and "p = " in sentence
     assert "middle layers most synergistic" not in out
     assert rob.variants == ["baseline", "detrended"] and "Robustness (inverted-U index" in out
-    assert run.settings["n_surrogates"] == 4 and run.settings["robustness"] == ["detrended"]
+    assert run.settings["analysis"]["n_surrogates"] == 4 and run.settings["analysis"]["robustness"] == ["detrended"]
     assert {"stability", "ranks", "surrogates", "profile_syn_minus_red"} <= set(run.items)
 
 

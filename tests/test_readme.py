@@ -28,6 +28,11 @@ def test_readme_examples_run(monkeypatch):
         exec(compile(block, str(README), "exec"), namespace)
     assert namespace["activity"].values.shape[:2] == (60, 100)  # 60 prompts x 100 tokens
     assert isinstance(namespace["scores"].to_dataframe(), pd.DataFrame)
+    run = namespace["run"]  # sl.analyse with a RunConfig: the settings are the configs' asdict
+    assert run.settings["record"]["max_new_tokens"] == 32 and run["activity"].values.shape[:2] == (8, 32)
+    assert run["headline"].n_surrogates == 19 and run.settings["ablation"]["steps"] == 4
+    assert run["robustness"].variants == ["baseline", "pooled"]
+    assert run["ablation"].steps.tolist() == [0, 8, 16, 24, 32]  # 4 steps of 32 / 4 heads
     logits = namespace["logits"]
     assert logits.shape[:2] == namespace["tokens"].shape and torch.isfinite(logits).all()
     with torch.no_grad():  # the last example skipped block 7: not the clean logits

@@ -17,8 +17,9 @@ expression of a cell shows it; elsewhere call ``fig.write_html(...)`` or ``repor
 - ``dynamics``: functional embeddings, order parameter and accuracy vs difficulty, residual flow.
 - ``circuits``: :func:`attention_view`, :func:`activity_tokens_view` (offline CircuitsVis).
 - ``page``: :class:`Report`, a self-contained HTML page; ``report``: :func:`build_report`,
-  :func:`write_report`; ``results``: :class:`RunResults` (a run folder that loads back);
-  ``pipeline``: :func:`analyse` (the whole analysis in one call).
+  :func:`write_report`; ``results``: :class:`RunResults` (a run folder that loads back).
+  The whole analysis in one call, :func:`synergy_lens.analyse`, sits above this stage
+  (``synergy_lens.pipeline``).
 
 Names are imported lazily, so ``import synergy_lens.view`` stays cheap.
 """
@@ -57,7 +58,6 @@ _EXPORTS: dict[str, str] = {
     "write_report": "report",
     "layer_summary": "report",
     "RunResults": "results",
-    "analyse": "pipeline",
     "style_figure": "style",
 }
 

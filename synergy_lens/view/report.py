@@ -278,7 +278,7 @@ def _topology(page: Report, run: RunResults) -> None:
                  "graph more segregated (modularity).")
     page.table(table, "'higher' says which graph has the larger value; 'papers_expect' what the papers report.")
     if res is not None:
-        density = float(run.settings.get("density", 0.10))
+        density = float(_setting(run, "analysis", "density", 0.10))
         page.figure(plot_graphs(res, density=density, metrics=table))
 
 
@@ -319,7 +319,7 @@ def _circuits(page: Report, run: RunResults) -> None:
         flat = scores.values.flatten()
         unit = int(np.nanargmax(flat.numpy())) if np.isfinite(flat.numpy()).any() else 0
         label = scores.labels[unit]
-        prompt = int(run.settings.get("view_prompt", 0))
+        prompt = int(_setting(run, "view", "view_prompt", 0))
         prompt = prompt if prompt < act.n_prompts else 0
         toks = tokens[prompt] if isinstance(tokens, list) and prompt < len(tokens) else None
         page.circuitsvis(activity_tokens_view(act, label, prompt, tokens=toks),
@@ -340,7 +340,10 @@ def build_report(run: RunResults, *, title: str | None = None) -> Report:
     page = Report(title or f"synergy-lens report: {model}", subtitle=", ".join(sub) or None)
     _summary(page, run)
     if run.settings:
-        page.section("Settings").settings(run.settings, "Everything needed to reproduce this run.")
+        flat = {f"{k}.{name}" if isinstance(v, dict) else k: (value if isinstance(v, dict) else v)
+                for k, v in run.settings.items()
+                for name, value in (v.items() if isinstance(v, dict) else [(None, v)])}
+        page.section("Settings").settings(flat, "Everything needed to reproduce this run.")
     _profiles(page, run)
     _robustness(page, run)
     _heads(page, run)
@@ -366,3 +369,12 @@ def write_report(run: RunResults | str | Path, path: str | Path | None = None, *
             raise ValueError("this run has no folder: pass path= for the report")
         path = run.folder / "report.html"
     return build_report(run, title=title).save(path)
+
+
+def _setting(run: RunResults, section: str, name: str, default: Any) -> Any:
+    """A run's setting: ``settings[section][name]`` (the configs' sections), or the flat
+    ``settings[name]`` of folders written before configs (version 0.1 of the manifest)."""
+    part = run.settings.get(section)
+    if isinstance(part, dict) and name in part:
+        return part[name]
+    return run.settings.get(name, default)

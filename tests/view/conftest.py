@@ -22,9 +22,9 @@ from synergy_lens.analysis import (
 )
 from synergy_lens.intervene import AblationCurve
 from synergy_lens.phiid import decompose
+from synergy_lens.pipeline import headline_step
 from synergy_lens.record import HeadActivity
 from synergy_lens.view.circuits import HeadAttention
-from synergy_lens.view.pipeline import headline_step
 from synergy_lens.view.results import RunResults
 
 N_LAYERS, N_HEADS, N_PROMPTS, N_STEPS = 3, 4, 5, 30

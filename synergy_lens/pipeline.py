@@ -1,6 +1,8 @@
-"""The whole analysis in one call: model + prompts -> a :class:`RunResults` ready to report.
+"""The whole analysis in one call: model + prompts + a :class:`~synergy_lens.configs.RunConfig`
+-> a :class:`~synergy_lens.view.results.RunResults` ready to report.
 
-:func:`analyse` is what ``synergy-lens run``/``demo`` execute, usable from a notebook too:
+:func:`analyse` (``sl.analyse``) is what ``synergy-lens run``/``demo`` execute, usable from a
+notebook too. It sits above every stage and only wires their public functions together:
 
 1. record every head's activity while generating (``record_head_activity``);
 2. PhiID of every pair of heads (``decompose``);
@@ -8,24 +10,27 @@
    gradient, (B)'s released ``syn_minus_red`` and the synergy fraction (docs/science.md,
    "Scores and their sources": always look at all three), the core (``find_core``) and the
    bootstrap of ranks and core membership (``rank_uncertainty``);
-3b. the headline: every profile's inverted-U index against the autocorrelation-preserving
+4. the headline: every profile's inverted-U index against the autocorrelation-preserving
    surrogate null, and the robustness table (``analysis.headline``, ``analysis.robustness``);
-4. the synergy/redundancy graph comparison (``topology_table``);
-5. optionally a randomised control (paper (B)) and a short ablation curve (paper (B),
-   ablation 1);
-6. the data of the CircuitsVis views: attention patterns of the top heads on one prompt
-   and the generated tokens as strings.
+5. optionally a short ablation curve (paper (B), ablation 1);
+6. the synergy/redundancy graph comparison (``topology_table``) and optionally a randomised
+   control (paper (B));
+7. the data of the CircuitsVis views: attention patterns of the top heads on one prompt and
+   the generated tokens as strings.
 
-Every step is a public function of its stage; this module only wires them together and
-names the results (see ``view/results.py`` for the files).
+Under torchrun (``synergy_lens.distributed``) every rank records and decomposes its share of
+the prompts, every rank takes part in the null tests and the ablation curve, and rank 0 does
+the rest and returns the whole run; the other ranks return a partial one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from synergy_lens.configs import AblationConfig, RunConfig
 from synergy_lens.distributed import (
     broadcast_from_main,
     decompose_sharded,
@@ -37,7 +42,7 @@ from synergy_lens.record.checkpoint import weights_digest
 from synergy_lens.runfolder import StageStore, digest, stage_result
 from synergy_lens.view.results import RunResults
 
-__all__ = ["ablation_step", "analyse", "control_step", "headline_step", "score_step"]
+__all__ = ["ablation_step", "analyse", "control_step", "headline_step", "resolve_config", "score_step"]
 
 
 def _noop(text: str) -> None:
@@ -47,99 +52,112 @@ def _noop(text: str) -> None:
 def analyse(
     model: Any,
     prompts: Sequence[Any],
+    config: RunConfig | None = None,
     *,
-    max_new_tokens: int = 100,
-    batch_size: int = 8,
-    chat_template: bool | None = None,
-    stop_at_eos: bool = True,
-    checkpoint: str | None = None,
-    tau: int = 1,
-    redundancy: str = "MMI",
-    aggregate: str = "mean_over_prompts",
-    score: str = "rank_gradient",
-    q: float = 0.25,
-    n_boot: int = 1000,
-    density: float = 0.10,
-    seed: int = 0,
-    control: str | None = None,
-    ablation: dict[str, Any] | None = None,
-    attention_heads: int = 6,
-    view_prompt: int = 0,
-    settings: dict[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
+    store: StageStore | None = None,
     stages: Callable[[str], None] = _noop,
     progress: bool = True,
-    min_steps: int | None = None,
-    store: StageStore | None = None,
-    n_surrogates: int = 19,
-    robustness: Sequence[str] | None = ("detrended", "pooled", "tau10"),
-    exclude_unstable: bool = False,
+    settings: dict[str, Any] | None = None,
+    **options: Any,
 ) -> RunResults:
-    """Record, decompose and analyse; returns every result by name (saved only with ``store``).
+    """Record, decompose and analyse; returns every result (saved only with ``store``).
 
     Args:
         model: HookedTransformer, TransformerBridge or ``ModelAdapter``.
         prompts: texts or ``Prompt`` objects (e.g. ``default_prompts()``).
-        max_new_tokens, batch_size, chat_template, stop_at_eos, checkpoint: passed to
-            ``record_head_activity``.
-        tau, redundancy, aggregate: passed to ``decompose``.
-        score: the score that defines the core and the main profile.
-        q: core fraction; n_boot: bootstrap resamples; density: graph edge fraction.
-        control: ``None``, ``"perturb"`` or ``"random_init"`` (``analysis.controls``).
-        ablation: ``None`` or a dict of :func:`ablation_step` settings.
-        attention_heads: how many top heads the attention view shows.
-        view_prompt: the prompt shown in the CircuitsVis views.
-        settings: recorded in the run (the report prints them).
-        stages: called with a short text at the start of each step (the CLI prints it).
-        progress: tqdm progress bars.
-        min_steps: leave out prompts whose series is shorter (a warning names them; too few
-            left is an error), see ``record.drop_short_prompts``. None: keep every prompt.
-        n_surrogates: circular-shift surrogates for the headline test of every score's
-            layer profile and for each robustness variant (``analysis.headline``).
-        robustness: analysis choices re-run besides the baseline (``analysis.robustness``
-            ``VARIANTS``: ``"detrended"``, ``"pooled"``, ``"tau10"``, ``"ccs"``); None or
-            empty: none.
-        exclude_unstable: leave heads whose series are too coarse (``analysis.stability``)
-            out of every score; by default they are only marked.
+        config: a :class:`~synergy_lens.configs.RunConfig` (default: ``RunConfig()``, the
+            papers' protocol without the ablation curve).
+        **options: flat option names changed on top of ``config`` (``max_new_tokens=32``,
+            ``tau=2``, ``n_surrogates=0``, ``ablation_steps=5``, ...; see
+            ``RunConfig.replace``). ``ablation=True`` (or an ``AblationConfig``) adds the
+            ablation curve; ``control="perturb"`` the control model.
+        checkpoint: recording checkpoint file (resumed if it exists); with ``store`` and no
+            checkpoint, one in the store's folder is used and removed once the recording is saved.
         store: a :class:`~synergy_lens.runfolder.StageStore`: each step's results are saved
             into its folder as soon as they exist, and the recording, PhiID, control and
             ablation of an earlier call with the same settings are loaded, not recomputed.
+        stages: called with a short text at the start of each step (the CLI prints it).
+        progress: tqdm progress bars.
+        settings: more facts to save with the run (the CLI adds the command and model).
 
     Returns:
-        :class:`RunResults` with ``activity``, ``phiid``, ``scores``,
-        ``profile_rank_gradient``, ``profile_synergy_fraction`` (and ``profile_<score>``),
-        ``core``, ``topology``, ``layer_summary``, ``tokens``, ``attention`` and, when asked
-        for, ``control`` and ``ablation``.
+        :class:`~synergy_lens.view.results.RunResults` with ``activity``, ``phiid``,
+        ``stability``, ``scores``, ``profile_<score>``, ``core``, ``ranks``, ``headline``,
+        ``surrogates``, ``robustness``, ``layer_summary``, ``topology``, ``tokens``,
+        ``attention`` and, when asked for, ``control`` and ``ablation``. Its ``settings`` hold
+        ``config.asdict()`` (one section per stage) and ``settings``.
     """
-    from synergy_lens.analysis import topology_table
+    config = resolve_config(config, options)
+    run = RunResults(settings={**(settings or {}), **config.asdict()})
+    if store is not None:
+        store.update_settings(config.asdict())  # the folder's manifest holds the config too
+        stages = store.saving_stages(stages, run)
+    activity, result, prompts = _record_and_decompose(model, prompts, config, run, store=store, stages=stages,
+                                                      checkpoint=checkpoint, progress=progress)
+    rank, size = world()
+    if size > 1:  # every rank takes part in the null tests and the ablation curve below
+        activity, result = broadcast_from_main((activity, result))
+    scores = _tests_and_ablation(model, run, activity, result, config, store=store, stages=stages,
+                                 progress=progress and rank == 0)
+    if rank != 0:
+        return run  # the other ranks' part is done
+    _rank0_rest(model, run, activity, result, scores, list(prompts), config, store=store, stages=stages,
+                progress=progress)
+    if store is not None:
+        store.flush(run)
+    return run
+
+
+def resolve_config(config: RunConfig | None, options: dict[str, Any]) -> RunConfig:
+    """``config`` (default ``RunConfig()``) with flat ``options`` applied. Accepts the older
+    keyword forms too: ``chat_template`` True/False/None, ``control=None``,
+    ``robustness=None``, ``ablation`` as a config, True/False/None or a dict of
+    ``ablation_*`` settings."""
+    config = config if config is not None else RunConfig()
+    options = dict(options)
+    if "chat_template" in options and not isinstance(options["chat_template"], str):
+        options["chat_template"] = {None: "auto", True: "yes", False: "no"}[options["chat_template"]]
+    if "control" in options and options["control"] is None:
+        options["control"] = "none"
+    if "robustness" in options and options["robustness"] is None:
+        options["robustness"] = ()
+    if "ablation" in options:
+        ablation = options.pop("ablation")
+        if isinstance(ablation, dict):
+            config = dataclasses.replace(config, ablation=AblationConfig())
+            options.update({k if k.startswith("ablation_") else f"ablation_{k}": v for k, v in ablation.items()})
+        else:
+            chosen = AblationConfig() if ablation is True else (ablation or None)
+            config = dataclasses.replace(config, ablation=chosen)
+    return config.replace(**options) if options else config
+
+
+def _record_and_decompose(
+    model: Any, prompts: Sequence[Any], config: RunConfig, run: RunResults, *, store: StageStore | None,
+    stages: Callable[[str], None], checkpoint: str | Path | None, progress: bool,
+) -> tuple[Any, Any, Sequence[Any]]:
+    """Steps 1-2 (every rank takes part under torchrun): the recording and its PhiID."""
     from synergy_lens.models.adapter import adapt
-    from synergy_lens.view.circuits import head_attention, token_strings
-    from synergy_lens.view.report import layer_summary
 
     adapter = adapt(model)
-    run = RunResults(settings=dict(settings or {}))
-    run.settings.setdefault("view_prompt", view_prompt)
-    rec_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
-                              "chat_template": chat_template, "stop_at_eos": stop_at_eos}
-    dec_kw: dict[str, Any] = {"tau": tau, "redundancy": redundancy, "aggregate": aggregate}
-
+    rec = config.record
+    rec_kw: dict[str, Any] = {"max_new_tokens": rec.max_new_tokens, "batch_size": rec.batch_size,
+                              "chat_template": rec.chat(), "stop_at_eos": rec.stop_at_eos}
+    dec_kw = dataclasses.asdict(config.decompose)
     rec_key = {"record": rec_kw, "model": adapter.name,
                "weights": weights_digest(adapter.model) if store is not None else None,
                "prompts": [[getattr(p, "text", p), getattr(p, "category", None)] for p in prompts]}
     own_checkpoint = store is not None and checkpoint is None
-    if store is not None:
-        stages = store.saving_stages(stages, run)
-        if checkpoint is None:  # an interrupted recording resumes batch by batch
-            checkpoint = str(store.recording_checkpoint(rec_key))
-
-    # Under torchrun every rank records and decomposes its share of the prompts
-    # (synergy_lens.distributed); rank 0 gathers, decides what is cached, and goes on alone.
-    rank, size = world()
+    if store is not None and checkpoint is None:  # an interrupted recording resumes batch by batch
+        checkpoint = str(store.recording_checkpoint(rec_key))
+    size = world()[1]
     own_checkpoint = broadcast_from_main(own_checkpoint)
     checkpoint = broadcast_from_main(checkpoint)
-    stages(f"recording {len(prompts)} prompts x {max_new_tokens} new tokens"
+    stages(f"recording {len(prompts)} prompts x {rec.max_new_tokens} new tokens"
            + (f" on {size} processes" if size > 1 else ""))
-    activity: Any = _collective_stage(store, run, "activity", rec_key | {"min_steps": min_steps}, lambda: _record(
-        model, prompts, store, min_steps, checkpoint=checkpoint, progress=progress, **rec_kw))
+    activity: Any = _collective_stage(store, run, "activity", rec_key | {"min_steps": rec.min_steps}, lambda: _record(
+        model, prompts, store, rec.min_steps, checkpoint=checkpoint, progress=progress, **rec_kw))
     if own_checkpoint:
         for path in {checkpoint, rank_checkpoint(checkpoint)}:
             if store is not None:
@@ -153,48 +171,65 @@ def analyse(
     stages(f"PhiID of {adapter.n_units * (adapter.n_units - 1) // 2} head pairs")
     result = _collective_stage(store, run, "phiid", dec_kw,
                                lambda: decompose_sharded(activity, progress=progress, **dec_kw))
-    if size > 1:  # every rank takes part in the null tests and the ablation curve below
-        activity, result = broadcast_from_main((activity, result))
+    return activity, result, prompts
 
+
+def _tests_and_ablation(
+    model: Any, run: RunResults, activity: Any, result: Any, config: RunConfig, *, store: StageStore | None,
+    stages: Callable[[str], None], progress: bool,
+) -> Any:
+    """Steps 3-5 (every rank takes part under torchrun): scores, the null tests, the ablation
+    curve. Returns the scores."""
+    an = config.analysis
+    distributed = world()[1] > 1
     stages("scores, layer profiles, rank uncertainty and the synergistic core")
-    scores, core = score_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed,
-                              exclude_unstable=exclude_unstable)
-
-    stages(f"headline: layer profiles against {n_surrogates} autocorrelation-preserving surrogates"
-           + (f"; robustness ({', '.join(robustness)})" if robustness else ""))
-    headline_step(run, activity, result, score=score, q=q, n_boot=n_boot, seed=seed, n_surrogates=n_surrogates,
-                  robustness=robustness, exclude_unstable=exclude_unstable, progress=progress and rank == 0,
-                  distributed=size > 1)
-
-    if ablation is not None:
+    scores, _ = score_step(run, activity, result, score=an.score, q=an.q, n_boot=an.n_boot, seed=an.seed,
+                           exclude_unstable=an.exclude_unstable)
+    stages(f"headline: layer profiles against {an.n_surrogates} autocorrelation-preserving surrogates"
+           + (f"; robustness ({', '.join(an.robustness)})" if an.robustness else ""))
+    headline_step(run, activity, result, score=an.score, q=an.q, n_boot=an.n_boot, seed=an.seed,
+                  n_surrogates=an.n_surrogates, robustness=an.robustness, exclude_unstable=an.exclude_unstable,
+                  progress=progress, distributed=distributed)
+    if config.ablation is not None:
         stages("ablation curve: core heads first vs random orders")
-        run.settings["ablation"] = dict(ablation)
-        _collective_stage(store, run, "ablation", {"ablation": ablation, "seed": seed, "scores": scores.score},
-                          lambda: ablation_step(model, activity, scores, ablation, seed=seed,
-                                                progress=progress and rank == 0, distributed=size > 1),
+        key = {"ablation": dataclasses.asdict(config.ablation), "seed": an.seed, "scores": scores.score}
+        _collective_stage(store, run, "ablation", key,
+                          lambda: ablation_step(model, activity, scores, config.ablation, seed=an.seed,
+                                                progress=progress, distributed=distributed),
                           needs=("activity", "scores"))
-    if rank != 0:
-        return run  # the other ranks' part is done
-    run.add("layer_summary", layer_summary(scores, run.get(f"profile_{score}"), core))
+    return scores
 
+
+def _rank0_rest(
+    model: Any, run: RunResults, activity: Any, result: Any, scores: Any, prompts: list[Any], config: RunConfig, *,
+    store: StageStore | None, stages: Callable[[str], None], progress: bool,
+) -> None:
+    """Steps 6-7 (rank 0): layer summary, graph topology, the control model, the views' data."""
+    from synergy_lens.analysis import topology_table
+    from synergy_lens.models.adapter import adapt
+    from synergy_lens.view.circuits import head_attention, token_strings
+    from synergy_lens.view.report import layer_summary
+
+    an = config.analysis
+    run.add("layer_summary", layer_summary(scores, run.get(f"profile_{an.score}"), run.get("core")))
     stages("graph topology of the synergy and redundancy networks")
-    run.add("topology", topology_table(result, density=density, seed=seed))
-
-    if control is not None:
-        stages(f"randomised control ({control}): record and decompose it")
-        stage_result(store, run, "control", {"control": control, "seed": seed, "n_boot": n_boot, "record": rec_kw,
-                                             "decompose": dec_kw},
-                     lambda: control_step(model, list(prompts), result, control, seed=seed, n_boot=n_boot,
+    run.add("topology", topology_table(result, density=an.density, seed=an.seed))
+    if an.control != "none":
+        stages(f"randomised control ({an.control}): record and decompose it")
+        rec = config.record
+        rec_kw = {"max_new_tokens": rec.max_new_tokens, "batch_size": rec.batch_size,
+                  "chat_template": rec.chat(), "stop_at_eos": rec.stop_at_eos}
+        dec_kw = dataclasses.asdict(config.decompose)
+        stage_result(store, run, "control", {"control": an.control, "seed": an.seed, "n_boot": an.n_boot,
+                                             "record": rec_kw, "decompose": dec_kw},
+                     lambda: control_step(model, prompts, result, an.control, seed=an.seed, n_boot=an.n_boot,
                                           record_kwargs=rec_kw | {"progress": progress},
                                           decompose_kwargs=dec_kw | {"progress": progress}), file="control")
-
     stages("CircuitsVis data: attention of the top heads, generated tokens")
-    p = view_prompt if view_prompt < activity.n_prompts else 0
-    run.add("attention", head_attention(model, activity.full_ids(p), scores, k=attention_heads))
-    run.add("tokens", [token_strings(adapter.tokenizer, ids) for ids in activity.generated_ids])
-    if store is not None:
-        store.flush(run)
-    return run
+    view = config.view
+    p = view.view_prompt if view.view_prompt < activity.n_prompts else 0
+    run.add("attention", head_attention(model, activity.full_ids(p), scores, k=view.attention_heads))
+    run.add("tokens", [token_strings(adapt(model).tokenizer, ids) for ids in activity.generated_ids])
 
 
 def _collective_stage(store: StageStore | None, run: RunResults, name: str, key: Any, compute: Any,
@@ -289,7 +324,7 @@ def headline_step(
     if n_surrogates < 2 or getattr(result, "per_prompt_sts", None) is None or result.per_prompt_sts.shape[0] < 2:
         return
     stability = run.get("stability")
-    profiles = {k: v for k, v in run.profiles().items()}
+    profiles = dict(run.profiles())
     hl, test = headline(activity, result, n_surrogates=n_surrogates, n_boot=n_boot, q=q, core_score=score,
                         seed=seed, unstable=stability, exclude=exclude_unstable, profiles=profiles,
                         progress=progress, distributed=distributed)
@@ -304,29 +339,32 @@ def headline_step(
 
 
 def ablation_step(
-    model: Any, activity: Any, scores: Any, settings: dict[str, Any], *, seed: int = 0, progress: bool = True,
-    distributed: bool = False,
+    model: Any, activity: Any, scores: Any, settings: AblationConfig | dict[str, Any] | None = None, *,
+    seed: int = 0, progress: bool = True, distributed: bool = False,
 ) -> Any:
     """A short ablation curve of a recorded run (paper (B), ablation 1).
 
     Heads are zeroed cumulatively in decreasing score order (``"synergy-first"``), in
-    increasing order (``"redundancy-first"``) and in ``ablation_seeds`` random orders, in
-    about ``ablation_steps`` steps from no head to all heads. The divergence from the clean
-    model (``intervene.ablation_curve``) is measured on the first ``ablation_prompts``
-    prompts of the run, over their first ``ablation_tokens`` generated tokens.
+    increasing order (``"redundancy-first"``) and in ``seeds`` random orders, in about
+    ``steps`` steps from no head to all heads. The divergence from the clean model
+    (``intervene.ablation_curve``) is measured on the first ``prompts`` prompts of the run,
+    over their first ``tokens`` generated tokens (an :class:`~synergy_lens.configs.AblationConfig`;
+    a dict of ``ablation_*`` settings is accepted too).
     """
     import math
 
     from synergy_lens.intervene import ablation_curve
 
-    n = min(int(settings.get("ablation_prompts", 8)), activity.n_prompts)
-    tokens = int(settings.get("ablation_tokens", 32))
-    pairs = [(activity.prompt_ids[i], activity.generated_ids[i][:tokens]) for i in range(n)]
+    cfg = settings if isinstance(settings, AblationConfig) else resolve_config(
+        None, {"ablation": dict(settings or {})}).ablation
+    assert cfg is not None
+    n = min(cfg.prompts, activity.n_prompts)
+    pairs = [(activity.prompt_ids[i], activity.generated_ids[i][: cfg.tokens]) for i in range(n)]
     n_units = int(scores.values.numel())
-    step = max(1, math.ceil(n_units / int(settings.get("ablation_steps", 10))))
+    step = max(1, math.ceil(n_units / cfg.steps))
     return ablation_curve(
-        model, pairs, scores, step=step, n_random=int(settings.get("ablation_seeds", 3)), seed=seed,
-        mode=settings.get("mode", "zero"), progress=progress, distributed=distributed,
+        model, pairs, scores, step=step, n_random=cfg.seeds, seed=seed, mode=cfg.mode, progress=progress,
+        distributed=distributed,
     )
 
 
@@ -369,3 +407,4 @@ def control_step(
         control_result = decompose(activity, **(decompose_kwargs or {}))
     return ControlComparison.from_results(result, control_result, scores=("rank_gradient", "synergy_fraction"),
                                           n_boot=n_boot, seed=seed, control_name=name)
+
