@@ -154,15 +154,25 @@ def _add_ablation_options(p: argparse.ArgumentParser, *, quick: bool = True) -> 
 
 
 def _add_config_options(group: Any, stage: str, *, quick: bool) -> None:
-    """One command-line option per field of a stage's config (synergy_lens.configs): the flag,
-    type, choices, default and help come from the field. Options that ``--quick`` changes
-    default to None here and are filled in by :func:`_run_config`."""
+    """One option per field of a stage's config (synergy_lens.configs). Options that ``--quick``
+    changes default to None here and are filled in by :func:`_run_config`."""
     from synergy_lens import configs as C
 
     cls = type(getattr(C.RunConfig(ablation=C.AblationConfig()), stage))
-    for _, flat, f, opt in C.options(stage):
-        if not opt.cli:
-            continue
+    add_fields(group, cls, prefix="ablation_" if stage == "ablation" else "",
+               quick=C.QUICK if quick else None, late=set(C.QUICK))
+
+
+def add_fields(group: Any, cls: type, *, prefix: str = "", quick: dict[str, Any] | None = None,
+               late: set[str] | frozenset[str] = frozenset()) -> None:
+    """A command-line option for every option field of a config dataclass: the flag (``--`` +
+    ``prefix + name`` with dashes, or the field's own), its type, choices (a ``Literal``),
+    range, default and help all come from the field. Options named in ``late`` default to
+    None (filled in later); their help gives the default and, with ``quick``, its value."""
+    from synergy_lens import configs as C
+
+    for f, opt in C.fields_of(cls):
+        flat = prefix + f.name
         tp = C.field_type(cls, f.name)
         allowed = C.choices(tp)
         help_text = opt.help
@@ -179,9 +189,9 @@ def _add_config_options(group: Any, stage: str, *, quick: bool) -> None:
             kw["type"] = _fraction(*opt.fraction)
         else:
             kw["type"] = int if tp is int else float if tp is float else str
-        if flat in C.QUICK:  # the default depends on --quick: say both
+        if flat in late:  # the default depends on --quick: say both
             kw["default"] = None
-            help_text += f" (default: {f.default}" + (f"; --quick: {C.QUICK[flat]})" if quick else ")")
+            help_text += f" (default: {f.default}" + (f"; --quick: {quick[flat]})" if quick else ")")
         if opt.metavar is not None:
             kw["metavar"] = opt.metavar
         group.add_argument(opt.flag or "--" + flat.replace("_", "-"), help=help_text, **kw)

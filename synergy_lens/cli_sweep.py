@@ -24,10 +24,9 @@ __all__ = ["add_sweep_parser", "cmd_sweep"]
 
 
 def add_sweep_parser(sub: Any) -> None:
-    from synergy_lens.cli import _Formatter, _int_at_least
+    from synergy_lens.cli import _add_output_flags, _Formatter, _int_at_least, add_fields
     from synergy_lens.configs import SweepConfig
 
-    d = SweepConfig()
     p = sub.add_parser("sweep", formatter_class=_Formatter, help="the analysis over training checkpoints",
                        description=__doc__)
     src = p.add_argument_group("checkpoints (one of)")
@@ -43,15 +42,9 @@ def add_sweep_parser(sub: Any) -> None:
                    help="'default' (the 60-prompt suite) or a .txt / .jsonl file")
     p.add_argument("--n-prompts", type=_int_at_least(1), default=None, metavar="N",
                    help="use only N prompts (round-robin over categories)")
-    p.add_argument("--max-new-tokens", type=_int_at_least(8), default=d.max_new_tokens,
-                   help="tokens generated per prompt (each prompt runs to full length)")
-    p.add_argument("--score", choices=d.scores, default=d.score, help="score whose core and ranks are followed")
-    p.add_argument("--n-surrogates", type=_int_at_least(1), default=d.n_surrogates,
-                   help="autocorrelation-null replicates per checkpoint (19 gives p >= 0.05)")
-    p.add_argument("--n-boot", type=_int_at_least(0), default=d.n_boot, help="bootstrap resamples over prompts")
-    p.add_argument("--q", type=float, default=d.q, help="core = top q of heads by --score")
+    add_fields(p.add_argument_group("analysis of each checkpoint"), SweepConfig)
     p.add_argument("--out", default="synergy-lens-sweep", help="results folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_output_flags(p)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -99,20 +92,18 @@ def _demo_marks(steps: int) -> list[int]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import torch
 
-    from synergy_lens.cli import CLIError, _load_prompts
+    from synergy_lens.cli import _load_prompts
+    from synergy_lens.configs import SweepConfig, fields_of
     from synergy_lens.distributed import is_main, launched_by_torchrun
-    from synergy_lens.sweep import SweepConfig, checkpoint_sweep
+    from synergy_lens.sweep import checkpoint_sweep
     from synergy_lens.view.sweep import sweep_report
 
-    if not 0 < args.q <= 1:
-        raise CLIError(f"--q {args.q}: use a fraction in (0, 1]")
     out = Path(args.out).expanduser()
     prompts = _load_prompts(args.prompts, args.n_prompts)
     if launched_by_torchrun() and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     names, load = _source(args, out)
-    config = SweepConfig(max_new_tokens=args.max_new_tokens, score=args.score, q=args.q,
-                         n_surrogates=args.n_surrogates, n_boot=args.n_boot)
+    config = SweepConfig(**{f.name: getattr(args, f.name) for f, _ in fields_of(SweepConfig)})
     result = checkpoint_sweep(load, names, prompts, config=config, out=out / "checkpoints",
                               progress=not args.no_progress)
     if result is None or not is_main():

@@ -40,6 +40,7 @@ __all__ = [
     "ScoreName",
     "SweepConfig",
     "ViewConfig",
+    "fields_of",
     "options",
 ]
 
@@ -87,7 +88,7 @@ class _Checked:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if isinstance(getattr(self, f.name), list):
                 object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
-            _check(self.stage, f.name, getattr(self, f.name))
+            _check(type(self), f.name, getattr(self, f.name), _flat(self.stage, f.name))
 
 
 @dataclass(frozen=True)
@@ -217,19 +218,20 @@ def choices(tp: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def _check(stage: str, name: str, value: Any) -> None:
-    cls = _STAGES[stage]
+def _check(cls: type, name: str, value: Any, flat: str) -> None:
+    """One field's value against its type's choices and its option's range."""
     tp = field_type(cls, name)
     allowed = choices(tp)
-    flat = _flat(stage, name)
     if allowed is not None:
         values = value if typing.get_origin(tp) is tuple else (value,)
         if typing.get_origin(tp) is tuple and isinstance(value, str):
             raise ValueError(f"{flat} takes a sequence of {list(allowed)}, got the string {value!r}")
         bad = [v for v in values if v not in allowed]
         if bad:
-            raise ValueError(f"{flat}={value!r}: {bad[0]!r} is not one of {list(allowed)}")
-    opt = next(o for s, n, _, o in options(stage) if n == flat)
+            raise ValueError(f"{flat}={value!r}: {bad[0]!r} is not allowed; it must be one of {list(allowed)}")
+    opt = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("option")
+    if opt is None:
+        return
     if opt.minimum is not None and value is not None and (not isinstance(value, int) or value < opt.minimum):
         raise ValueError(f"{flat} must be an integer >= {opt.minimum}, got {value!r}")
     if opt.fraction is not None:
@@ -306,20 +308,29 @@ def is_optional(tp: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    """The analysis that :func:`synergy_lens.checkpoint_sweep` runs on every checkpoint."""
+class SweepConfig(_Checked):
+    """The analysis that :func:`synergy_lens.checkpoint_sweep` runs on every checkpoint
+    (``synergy-lens sweep`` takes its options from these fields)."""
 
-    max_new_tokens: int = 48
-    """Tokens generated per prompt (each prompt runs to full length)."""
-    batch_size: int = 8
-    stop_at_eos: bool = False
-    tau: int = 1
-    score: ScoreName = "syn_minus_red"
-    """The score whose core, ranks and stability the sweep follows."""
-    scores: tuple[str, ...] = SCORE_NAMES
-    q: float = 0.25
-    """Core = the top q of heads by ``score``."""
-    n_surrogates: int = 19
-    """Autocorrelation-null replicates per checkpoint (19 gives p >= 0.05)."""
-    n_boot: int = 500
-    seed: int = 0
+    stage: ClassVar[str] = "sweep"
+
+    max_new_tokens: int = option(48, "tokens generated per prompt (each prompt runs to full length)", minimum=8)
+    batch_size: int = option(8, "prompts generated and recorded together", minimum=1)
+    stop_at_eos: bool = option(False, "end a prompt's series at its EOS (a sweep compares checkpoints on "
+                                      "full-length series)", cli=False)
+    tau: int = option(1, "PhiID lag in generated tokens", minimum=1)
+    score: ScoreName = option("syn_minus_red", "score whose core, ranks and stability the sweep follows")
+    scores: tuple[ScoreName, ...] = option(SCORE_NAMES, "scores profiled and tested on every checkpoint", cli=False)
+    q: float = option(0.25, "core = the top q of heads by --score", fraction=(0.0, 1.0))
+    n_surrogates: int = option(19, "autocorrelation-null replicates per checkpoint (19 gives p >= 0.05)",
+                               minimum=1)
+    n_boot: int = option(500, "bootstrap resamples over prompts", minimum=0)
+    seed: int = option(0, "seed of the bootstrap and the surrogates")
+
+
+def fields_of(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Option]]:
+    """``(field, Option)`` of every field of a config class that is a command-line option."""
+    for f in dataclasses.fields(cls):
+        opt = f.metadata.get("option")
+        if opt is not None and opt.cli:
+            yield f, opt

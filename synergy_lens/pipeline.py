@@ -388,22 +388,15 @@ def control_step(
     Both scores are profiled with the same bootstrap resamples (a paired comparison; see
     ``analysis.ControlComparison``).
     """
-    import contextlib
-
-    from synergy_lens.analysis import ControlComparison, perturb_weights, random_init_like
+    from synergy_lens.analysis import ControlComparison
+    from synergy_lens.analysis.controls import control_model
     from synergy_lens.phiid import decompose
     from synergy_lens.record import record_head_activity
 
-    if control == "perturb":
-        context: Any = perturb_weights(model, scale, seed=seed, inplace=True)
-        name = f"perturb_weights(scale={scale}, seed={seed})"
-    elif control == "random_init":
-        context = contextlib.nullcontext(random_init_like(model, seed=seed))
-        name = f"random_init_like(seed={seed})"
-    else:
+    if control not in ("perturb", "random_init"):
         raise ValueError(f"control must be 'perturb' or 'random_init', got {control!r}")
-    with context as control_model:
-        activity: Any = record_head_activity(control_model, prompts, **(record_kwargs or {}))
+    with control_model(model, control, scale, seed) as (model_, name):
+        activity: Any = record_head_activity(model_, prompts, **(record_kwargs or {}))
         control_result = decompose(activity, **(decompose_kwargs or {}))
     return ControlComparison.from_results(result, control_result, scores=("rank_gradient", "synergy_fraction"),
                                           n_boot=n_boot, seed=seed, control_name=name)

@@ -75,7 +75,7 @@ def test_flags_reach_their_fields() -> None:
 
 
 def test_configs_check_values_with_the_command_lines_words() -> None:
-    with pytest.raises(ValueError, match=r"redundancy='IMI': 'IMI' is not one of \['MMI', 'CCS'\]"):
+    with pytest.raises(ValueError, match=r"redundancy='IMI': 'IMI' is not allowed; it must be one of \['MMI', 'CCS'\]"):
         C.DecomposeConfig(redundancy="IMI")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"q must be in \(0.0, 0.5\], got 0.75"):
         C.AnalysisConfig(q=0.75)

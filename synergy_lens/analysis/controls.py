@@ -41,7 +41,7 @@ from synergy_lens.analysis.profile import LayerProfile, layer_profile
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ControlComparison", "compare_controls", "perturb_weights", "random_init_like"]
+__all__ = ["ControlComparison", "compare_controls", "control_model", "perturb_weights", "random_init_like"]
 
 
 def _host(model: Any) -> Any:
@@ -344,7 +344,10 @@ def _select_prompts(activity: Any, keep: list[int]) -> Any:
 
 
 @contextlib.contextmanager
-def _control_model(model: Any, control: Any, scale: float, seed: int) -> Iterator[tuple[Any, str]]:
+def control_model(model: Any, control: Any, scale: float = 10.0, seed: int = 0) -> Iterator[tuple[Any, str]]:
+    """``(control model, its description)`` for the duration of the block: ``"perturb"``
+    (:func:`perturb_weights` in place, restored on exit), ``"random_init"``
+    (:func:`random_init_like`) or a ready model."""
     if control == "perturb":
         with perturb_weights(model, scale, seed=seed, inplace=True) as m:
             yield m, f"perturb_weights(scale={scale}, seed={seed})"
@@ -413,7 +416,7 @@ def compare_controls(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     activities = {"trained": recorder(model, list(prompts), **rk)}
-    with _control_model(model, control, scale, seed) as (ctl, name):
+    with control_model(model, control, scale, seed) as (ctl, name):
         activities["control"] = recorder(ctl, list(prompts), **rk)
     lengths = torch.stack([torch.as_tensor(a.lengths) for a in activities.values()]).amin(0)
     keep = [i for i, n in enumerate(lengths.tolist()) if n >= min_length]
