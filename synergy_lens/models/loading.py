@@ -402,6 +402,14 @@ def load_model(
         if chosen != "hooked":
             raise
         raise hooked_unsupported(f"model {name!r}", err) from err
+    except ValueError as err:  # a name missing from HookedTransformer's list of models
+        if chosen != "hooked" or "official model names" not in str(err):
+            raise
+        raise ModelLoadError(
+            f"model {name!r} is not in the list of models HookedTransformer (TransformerLens "
+            f"{_tl_version()}) can load. Use backend='bridge' (TransformerBridge), which loads "
+            "any transformers model of a supported architecture."
+        ) from err
     model.eval()
     return model
 

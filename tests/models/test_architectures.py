@@ -299,3 +299,25 @@ def test_unsupported_cells_raise_a_clear_error(cell_id, record_property):
     assert EXPECTED_ERRORS[cell_id] in msg
     assert "backend='bridge'" in msg
     record_property("reason", EXPECTED_ERRORS[cell_id])
+
+
+@pytest.mark.skipif("hooked" not in BACKENDS, reason="HookedTransformer needs TransformerLens <= 3.9")
+def test_load_model_names_a_hub_architecture_hooked_cannot_build(monkeypatch):
+    """load_model(name, backend="hooked") turns TransformerLens's NotImplementedError into
+    the same clear error (the hub is not reached: TransformerLens's loader is replaced)."""
+    from transformer_lens import HookedTransformer
+
+    def refuse(name, **kwargs):
+        raise NotImplementedError("Qwen3MoeForCausalLM is not currently supported.")
+
+    monkeypatch.setattr(HookedTransformer, "from_pretrained_no_processing", refuse)
+    with pytest.raises(ModelLoadError, match=r"model 'Qwen/Qwen3-30B-A3B' is not supported on the 'hooked'") as info:
+        sl.load_model("Qwen/Qwen3-30B-A3B", backend="hooked")
+    assert "Qwen3MoeForCausalLM" in str(info.value) and "backend='bridge'" in str(info.value)
+
+    def unlisted(name, **kwargs):
+        raise ValueError(f"{name} not found. Valid official model names (excl aliases): [...]")
+
+    monkeypatch.setattr(HookedTransformer, "from_pretrained_no_processing", unlisted)
+    with pytest.raises(ModelLoadError, match=r"not in the list .* Use backend='bridge'"):
+        sl.load_model("someone/unlisted-model", backend="hooked")
