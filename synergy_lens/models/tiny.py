@@ -40,7 +40,7 @@ from synergy_lens.models.loading import _boot_bridge, _resolve_backend, hooked_f
 
 __all__ = ["ARCHS", "Arch", "TinyConfig", "byte_tokenizer", "hf_config", "llama_config", "tiny_model"]
 
-Arch = Literal["llama", "gpt2", "neox", "qwen3", "gemma3", "mixtral", "qwen3_moe", "olmoe"]
+Arch = Literal["gpt2", "neox", "llama", "qwen3", "gemma3", "mixtral", "qwen3_moe", "olmoe"]
 ARCHS: tuple[str, ...] = get_args(Arch)
 """Every architecture :func:`tiny_model` builds, in the order of the README's support table."""
 
