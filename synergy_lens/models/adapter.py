@@ -381,18 +381,16 @@ class ModelAdapter:
         attn = self.model.blocks[layer].attn
         if self.backend == "hooked":
             return {"W_Q": attn.W_Q.data[head], "W_O": attn.W_O.data[head]}
-        q = getattr(getattr(attn, "q", None), "original_component", None)
-        o = getattr(getattr(attn, "o", None), "original_component", None)
+        q = _linear_weight(getattr(getattr(attn, "q", None), "original_component", None))
+        o = _linear_weight(getattr(getattr(attn, "o", None), "original_component", None))
         width = self.n_heads * self.d_head
-        if (
-            q is None or o is None or q.weight.shape[0] != width or o.weight.shape[1] != width
-        ):
+        if q is None or o is None or q.shape[0] != width or o.shape[1] != width:
             raise NotImplementedError(
                 f"per-head weight views are not available for this architecture on the bridge "
                 f"({type(attn).__name__}); use the 'hooked' backend or a head-output ablation"
             )
         sl = slice(head * self.d_head, (head + 1) * self.d_head)
-        return {"W_Q": q.weight.data[sl, :], "W_O": o.weight.data[:, sl]}
+        return {"W_Q": q[sl, :], "W_O": o[:, sl]}
 
     @contextlib.contextmanager
     def eval_mode(self) -> Iterator[None]:
@@ -403,3 +401,17 @@ class ModelAdapter:
             yield
         finally:
             self.model.train(was_training)
+
+
+def _linear_weight(module: Any) -> Tensor | None:
+    """A module's weight data in ``nn.Linear`` layout ``[out, in]`` (a view, writable in place).
+
+    GPT-2's ``Conv1D`` stores its weight transposed, ``[in, out]``; slicing it as a Linear
+    weight would pick the wrong head (a bug the architecture matrix caught on GPT-2's W_O).
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        return None
+    return weight.data.T if isinstance(module, Conv1D) else weight.data

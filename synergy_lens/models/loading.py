@@ -266,27 +266,45 @@ def _boot_bridge(name: str, hf_model: Any, tokenizer: Any, device: Any, dtype: t
 
 
 def hooked_from_hf(
-    local_dir: str | Path, hf_model: Any, tokenizer: Any, *, device: Any = None, dtype: torch.dtype
+    local_dir: str | Path,
+    hf_model: Any,
+    tokenizer: Any,
+    *,
+    device: Any = None,
+    dtype: torch.dtype,
+    config: Any = None,
 ) -> Any:
     """Build a HookedTransformer from a transformers model whose config lives in ``local_dir``.
 
     Uses TransformerLens's own config and weight conversion for local folders, with no weight
     processing, so the HookedTransformer computes what the transformers model computes.
+    ``config`` (a ``HookedTransformerConfig``) replaces TransformerLens's reading of the
+    folder's config, for families it converts weights for but reads configs of by name only.
+
+    Raises:
+        ModelLoadError: TransformerLens's HookedTransformer cannot convert this architecture;
+            the message names it and says to use ``backend="bridge"``.
     """
     import transformer_lens.loading_from_pretrained as loading
     from transformer_lens import HookedTransformer
 
-    cfg = loading.get_pretrained_model_config(
-        str(local_dir),
-        fold_ln=False,
-        default_prepend_bos=False,
-        dtype=dtype,
-        device=device,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    state = loading.get_pretrained_state_dict(str(local_dir), cfg, hf_model=hf_model, dtype=dtype)
+    arch = (getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])[0]
+    try:
+        cfg = config or loading.get_pretrained_model_config(
+            str(local_dir),
+            fold_ln=False,
+            default_prepend_bos=False,
+            dtype=dtype,
+            device=device,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+        state = loading.get_pretrained_state_dict(str(local_dir), cfg, hf_model=hf_model, dtype=dtype)
+    except (NotImplementedError, ValueError) as err:
+        if arch not in str(err):
+            raise
+        raise hooked_unsupported(f"architecture {arch}", err) from err
     model.load_and_process_state_dict(
         state,
         fold_ln=False,
@@ -299,6 +317,18 @@ def hooked_from_hf(
         model = model.to(device)
     model.eval()
     return model
+
+
+def hooked_unsupported(what: str, err: Exception | None = None) -> ModelLoadError:
+    """The error for a model HookedTransformer cannot build (``what``: "architecture X" or
+    "model 'name'"), with TransformerLens's own reason appended."""
+    why = f" (TransformerLens says: {err})" if err is not None else ""
+    return ModelLoadError(
+        f"{what} is not supported on the 'hooked' backend (HookedTransformer, TransformerLens "
+        f"{_tl_version()}): TransformerLens has no HookedTransformer conversion for it{why}. "
+        "Use backend='bridge' (TransformerBridge), which runs the transformers implementation "
+        "itself."
+    )
 
 
 def _hub_error(name: str, err: Exception) -> ModelLoadError:
@@ -368,6 +398,18 @@ def load_model(
             )
     except OSError as err:  # hub unreachable, unknown repo, missing files
         raise _hub_error(name, err) from err
+    except NotImplementedError as err:  # an architecture HookedTransformer cannot build
+        if chosen != "hooked":
+            raise
+        raise hooked_unsupported(f"model {name!r}", err) from err
+    except ValueError as err:  # a name missing from HookedTransformer's list of models
+        if chosen != "hooked" or "official model names" not in str(err):
+            raise
+        raise ModelLoadError(
+            f"model {name!r} is not in the list of models HookedTransformer (TransformerLens "
+            f"{_tl_version()}) can load. Use backend='bridge' (TransformerBridge), which loads "
+            "any transformers model of a supported architecture."
+        ) from err
     model.eval()
     return model
 

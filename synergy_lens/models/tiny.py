@@ -1,38 +1,97 @@
-"""Tiny random-init models for fast tests: a Llama-family transformer built from a config.
+"""Tiny random-init models for fast tests: each architecture family users bring, from a config.
 
 No download: a byte-level tokenizer (256 byte tokens plus BOS/EOS/PAD) is built in memory,
 and the weights are drawn from a seeded generator. The same seed gives the same weights on
 both backends, so a test can compare ``"bridge"`` and ``"hooked"`` on one network.
+
+Architectures (``TinyConfig.arch``, listed in :data:`ARCHS`), each a transformers model
+class built from its own config, so every family-specific detail is the real one:
+
+==============  ======================  =================================================
+arch            transformers class      what it exercises
+==============  ======================  =================================================
+``llama``       LlamaForCausalLM        the default: RMSNorm, RoPE, grouped-query attention
+``gpt2``        GPT2LMHeadModel         LayerNorm, learned positions, biases, no GQA
+``neox``        GPTNeoXForCausalLM      Pythia: parallel attention + MLP, partial RoPE
+``qwen3``       Qwen3ForCausalLM        per-head q/k RMSNorm, GQA
+``gemma3``      Gemma3ForCausalLM       sliding-window and global layers, sandwich norms,
+                                        scaled embeddings, ``query_pre_attn_scalar``
+``mixtral``     MixtralForCausalLM      sparse mixture-of-experts MLP (top-k routing)
+``qwen3_moe``   Qwen3MoeForCausalLM     MoE with q/k norm
+``olmoe``       OlmoeForCausalLM        MoE with full-width q/k norm
+==============  ======================  =================================================
+
+The Llama weights are exactly those of earlier versions (matrices ~ N(0, 0.2^2), norms 1).
+The other families' matrices and expert tensors are N(0, 0.2^2) too, and every vector (norm
+weights, biases) gets N(0, 0.1^2) added to its default, so a backend that drops a bias or a
+norm weight is caught.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, get_args
 
 import torch
 
 from synergy_lens.models.loading import _boot_bridge, _resolve_backend, hooked_from_hf
 
-__all__ = ["TinyConfig", "byte_tokenizer", "llama_config", "tiny_model"]
+__all__ = ["ARCHS", "Arch", "TinyConfig", "byte_tokenizer", "hf_config", "llama_config", "tiny_model"]
+
+Arch = Literal["gpt2", "neox", "llama", "qwen3", "gemma3", "mixtral", "qwen3_moe", "olmoe"]
+ARCHS: tuple[str, ...] = get_args(Arch)
+"""Every architecture :func:`tiny_model` builds, in the order of the README's support table."""
+
+_NO_GQA = ("gpt2", "neox")
+_VOCAB, _BOS, _EOS, _PAD = 259, 256, 257, 258
 
 
 @dataclass(frozen=True)
 class TinyConfig:
-    """Sizes of a tiny Llama-style model (GQA when ``n_kv_heads < n_heads``)."""
+    """Sizes of a tiny model of family ``arch`` (GQA when ``n_kv_heads < n_heads``).
+
+    ``n_kv_heads=None`` means 2 on families with grouped-query attention and ``n_heads`` on
+    those without (gpt2, neox). ``n_experts`` / ``experts_per_token`` size the MoE families;
+    ``d_mlp`` is ignored by gpt2, whose MLP is ``4 * d_model`` wide as in every released
+    GPT-2. ``sliding_window`` is Gemma 3's local-attention window (kept short, so that test
+    sequences run past it), whose odd layers are global.
+    """
 
     n_layers: int = 2
     n_heads: int = 4
-    n_kv_heads: int = 2
+    n_kv_heads: int | None = None
     d_head: int = 8
     d_mlp: int = 64
     n_ctx: int = 256
     rope_theta: float = 10000.0
+    arch: Arch = "llama"
+    n_experts: int = 4
+    experts_per_token: int = 2
+    sliding_window: int = 4
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}: use one of {', '.join(ARCHS)}")
+        if self.n_kv_heads is None:
+            kv = self.n_heads if self.arch in _NO_GQA else min(2, self.n_heads)
+            object.__setattr__(self, "n_kv_heads", kv)
+        elif self.arch in _NO_GQA and self.n_kv_heads != self.n_heads:
+            raise ValueError(
+                f"arch {self.arch!r} has no grouped-query attention: n_kv_heads must equal "
+                f"n_heads ({self.n_heads}), got {self.n_kv_heads}; leave n_kv_heads unset"
+            )
 
     @property
     def d_model(self) -> int:
         return self.n_heads * self.d_head
+
+    @property
+    def kv_heads(self) -> int:
+        """``n_kv_heads``, resolved (an ``int`` for type checkers)."""
+        assert self.n_kv_heads is not None  # set in __post_init__
+        return self.n_kv_heads
 
 
 def _byte_to_char() -> dict[int, str]:
@@ -54,7 +113,7 @@ def byte_tokenizer() -> Any:
     from transformers import PreTrainedTokenizerFast
 
     vocab = {ch: b for b, ch in _byte_to_char().items()}  # id == byte value
-    vocab.update({"<bos>": 256, "<eos>": 257, "<pad>": 258})
+    vocab.update({"<bos>": _BOS, "<eos>": _EOS, "<pad>": _PAD})
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
@@ -64,42 +123,255 @@ def byte_tokenizer() -> Any:
     return tok
 
 
+_IDS: dict[str, Any] = {"bos_token_id": _BOS, "eos_token_id": _EOS, "pad_token_id": _PAD}
+
+
 def llama_config(cfg: TinyConfig) -> Any:
     """The transformers ``LlamaConfig`` of ``cfg`` with the byte tokenizer's 259 ids."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=259,
+        vocab_size=_VOCAB,
         hidden_size=cfg.d_model,
         intermediate_size=cfg.d_mlp,
         num_hidden_layers=cfg.n_layers,
         num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.n_kv_heads,
+        num_key_value_heads=cfg.kv_heads,
         head_dim=cfg.d_head,
         max_position_embeddings=cfg.n_ctx,
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        bos_token_id=256,
-        eos_token_id=257,
-        pad_token_id=258,
         tie_word_embeddings=False,
         architectures=["LlamaForCausalLM"],
+        **_IDS,
     )
 
 
-def _hf_tiny(cfg: TinyConfig, seed: int) -> Any:
-    from transformers import LlamaForCausalLM
+def _gpt2_config(cfg: TinyConfig) -> Any:
+    from transformers import GPT2Config
 
-    hf_cfg = llama_config(cfg)
-    hf_cfg.name_or_path = "synergy-lens/tiny-llama"
+    out = GPT2Config(
+        vocab_size=_VOCAB,
+        n_positions=cfg.n_ctx,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layers,
+        n_head=cfg.n_heads,
+        # n_inner stays None (MLP width 4 * d_model), as in every released GPT-2:
+        # TransformerLens 3.9's HookedTransformer ignores n_inner
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        architectures=["GPT2LMHeadModel"],
+        **_IDS,
+    )
+    out.n_ctx = cfg.n_ctx  # as in the hub's gpt2 config.json; TransformerLens 3.9 reads it
+    return out
+
+
+def _neox_config(cfg: TinyConfig) -> Any:
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=_VOCAB,
+        hidden_size=cfg.d_model,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        intermediate_size=cfg.d_mlp,
+        max_position_embeddings=cfg.n_ctx,
+        # Pythia's partial rotary embedding: half of each head's dimensions rotate
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": 0.5},
+        use_parallel_residual=True,
+        architectures=["GPTNeoXForCausalLM"],
+        **_IDS,
+    )
+
+
+def _qwen3_config(cfg: TinyConfig) -> Any:
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        vocab_size=_VOCAB,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.d_head,
+        max_position_embeddings=cfg.n_ctx,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        architectures=["Qwen3ForCausalLM"],
+        **_IDS,
+    )
+
+
+def _gemma3_config(cfg: TinyConfig) -> Any:
+    from transformers import Gemma3TextConfig
+
+    layer_types = [
+        "full_attention" if i % 2 else "sliding_attention" for i in range(cfg.n_layers)
+    ]
+    return Gemma3TextConfig(
+        vocab_size=_VOCAB,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.d_head,
+        max_position_embeddings=cfg.n_ctx,
+        # not d_head: Gemma 3 scales scores by query_pre_attn_scalar ** -0.5
+        query_pre_attn_scalar=2 * cfg.d_head,
+        sliding_window=cfg.sliding_window,
+        layer_types=layer_types,
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+            "full_attention": {"rope_type": "default", "rope_theta": 100 * cfg.rope_theta},
+        },
+        architectures=["Gemma3ForCausalLM"],
+        **_IDS,
+    )
+
+
+def _mixtral_config(cfg: TinyConfig) -> Any:
+    from transformers import MixtralConfig
+
+    return MixtralConfig(
+        vocab_size=_VOCAB,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.d_head,
+        max_position_embeddings=cfg.n_ctx,
+        num_local_experts=cfg.n_experts,
+        num_experts_per_tok=cfg.experts_per_token,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        architectures=["MixtralForCausalLM"],
+        **_IDS,
+    )
+
+
+def _qwen3_moe_config(cfg: TinyConfig) -> Any:
+    from transformers import Qwen3MoeConfig
+
+    out = Qwen3MoeConfig(
+        vocab_size=_VOCAB,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        moe_intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=cfg.n_ctx,
+        num_experts=cfg.n_experts,
+        num_experts_per_tok=cfg.experts_per_token,
+        norm_topk_prob=True,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        architectures=["Qwen3MoeForCausalLM"],
+        **_IDS,
+    )
+    out.head_dim = cfg.d_head
+    return out
+
+
+def _olmoe_config(cfg: TinyConfig) -> Any:
+    from transformers import OlmoeConfig
+
+    return OlmoeConfig(
+        vocab_size=_VOCAB,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=cfg.n_ctx,
+        num_experts=cfg.n_experts,
+        num_experts_per_tok=cfg.experts_per_token,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        architectures=["OlmoeForCausalLM"],
+        **_IDS,
+    )
+
+
+_CONFIGS: dict[str, Callable[[TinyConfig], Any]] = {
+    "llama": llama_config,
+    "gpt2": _gpt2_config,
+    "neox": _neox_config,
+    "qwen3": _qwen3_config,
+    "gemma3": _gemma3_config,
+    "mixtral": _mixtral_config,
+    "qwen3_moe": _qwen3_moe_config,
+    "olmoe": _olmoe_config,
+}
+
+
+def hf_config(cfg: TinyConfig) -> Any:
+    """The transformers config of ``cfg`` (its family's own config class), byte-token ids."""
+    return _CONFIGS[cfg.arch](cfg)
+
+
+def _hf_tiny(cfg: TinyConfig, seed: int) -> Any:
+    """The transformers model of ``cfg`` with seeded random weights, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    hf_cfg = hf_config(cfg)
+    hf_cfg.name_or_path = f"synergy-lens/tiny-{cfg.arch}"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(hf_cfg)
+        model = AutoModelForCausalLM.from_config(hf_cfg)
         # Larger-than-default weights so heads carry distinct, non-trivial signals.
-        for p in model.parameters():
-            if p.dim() == 2:
-                torch.nn.init.normal_(p, std=0.2)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2 or (p.dim() > 2 and cfg.arch != "llama"):  # MoE experts: 3-d
+                    torch.nn.init.normal_(p, std=0.2)
+                elif p.dim() == 1 and cfg.arch != "llama":
+                    p.add_(torch.randn_like(p), alpha=0.1)
     model.eval()
     return model
+
+
+def _hooked_gemma3_config(c: Any) -> Any:
+    """The ``HookedTransformerConfig`` of a Gemma 3 transformers config.
+
+    TransformerLens 3.9 converts Gemma 3 weights but reads Gemma 3 configs by hub name only
+    (one fixed dictionary per released size); this is that dictionary filled in from ``c``,
+    plus the score scale ``query_pre_attn_scalar ** 0.5`` (equal to ``sqrt(d_head)`` in the
+    released models, so TransformerLens leaves it implicit).
+    """
+    from transformer_lens import HookedTransformerConfig
+
+    rope = c.rope_parameters
+    return HookedTransformerConfig(
+        d_model=c.hidden_size,
+        d_head=c.head_dim,
+        n_heads=c.num_attention_heads,
+        n_key_value_heads=c.num_key_value_heads,
+        d_mlp=c.intermediate_size,
+        n_layers=c.num_hidden_layers,
+        n_ctx=c.max_position_embeddings,
+        eps=c.rms_norm_eps,
+        d_vocab=c.vocab_size,
+        act_fn=c.hidden_activation,
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=c.head_dim,
+        rotary_base=rope["full_attention"]["rope_theta"],
+        rotary_base_local=rope["sliding_attention"]["rope_theta"],
+        use_attn_scale=True,
+        attn_scale=float(c.query_pre_attn_scalar) ** 0.5,
+        gated_mlp=True,
+        final_rms=True,
+        use_normalization_before_and_after=True,
+        use_qk_norm=True,
+        use_local_attn=True,
+        window_size=c.sliding_window,
+        attn_types=["local" if t == "sliding_attention" else "global" for t in c.layer_types],
+        original_architecture="Gemma3ForCausalLM",
+        init_weights=False,
+        default_prepend_bos=False,
+        dtype=torch.float32,
+        model_name="tiny-gemma3",
+    )
 
 
 def tiny_model(
@@ -107,31 +379,47 @@ def tiny_model(
     config: TinyConfig | None = None,
     *,
     seed: int = 0,
+    arch: Arch | None = None,
     **sizes: Any,
 ) -> Any:
-    """A tiny random Llama-family TransformerLens model, built offline in well under a second.
+    """A tiny random TransformerLens model of one architecture family, built offline in seconds.
 
     Args:
         backend: ``"bridge"``, ``"hooked"`` or ``"auto"``, as in :func:`load_model`.
         config: sizes; or pass them as keywords (``tiny_model(n_layers=3, n_heads=2)``).
         seed: weights are a deterministic function of ``(config, seed)``.
+        arch: the architecture family (:data:`ARCHS`; default ``"llama"``), overriding
+            ``config.arch``.
+
+    Raises:
+        ValueError: an unknown ``arch``, or GQA asked of a family without it.
+        ModelLoadError: the backend cannot build this family (Qwen3-MoE on ``"hooked"``);
+            the message names the architecture and says to use ``backend="bridge"``. The
+            README's "Supported architectures" table lists every cell.
     """
-    cfg = config or TinyConfig(**sizes)
     if config is not None and sizes:
         raise ValueError("pass either config= or size keywords, not both")
+    if arch is not None and config is None:
+        sizes["arch"] = arch
+    cfg = config or TinyConfig(**sizes)
+    if arch is not None and cfg.arch != arch:
+        cfg = replace(cfg, arch=arch, n_kv_heads=None if arch in _NO_GQA else cfg.n_kv_heads)
     chosen = _resolve_backend(backend)
     from transformers import AutoTokenizer
 
     hf = _hf_tiny(cfg, seed)
+    name = f"synergy-lens/tiny-{cfg.arch}"
     # TransformerLens re-reads tokenizers from their folder, so give it one on disk.
     with tempfile.TemporaryDirectory() as d:
         byte_tokenizer().save_pretrained(d)
         hf.config.save_pretrained(d)
         tok = AutoTokenizer.from_pretrained(d)
         if chosen == "bridge":
-            model = _boot_bridge("synergy-lens/tiny-llama", hf, tok, None, torch.float32)
+            model = _boot_bridge(name, hf, tok, None, torch.float32)
         else:
-            model = hooked_from_hf(d, hf, tok, dtype=torch.float32)
-            model.cfg.model_name = "tiny-llama"
+            # TransformerLens 3.9 reads Gemma 3 configs by hub name only
+            hooked_cfg = _hooked_gemma3_config(hf.config) if cfg.arch == "gemma3" else None
+            model = hooked_from_hf(d, hf, tok, dtype=torch.float32, config=hooked_cfg)
+            model.cfg.model_name = f"tiny-{cfg.arch}"
     model.eval()
     return model
