@@ -443,134 +443,121 @@ def surrogate_test(
         raise ValueError(f"pvalue must be one of {get_args(PValueMethod)}, got {pvalue!r}")
     if n_surrogates < 2:
         raise ValueError(f"n_surrogates must be >= 2, got {n_surrogates}")
-    fns = [get_score(s)[1] for s in scores]
     prompts, layers, heads, labels = _prompt_series(activity, n_layers, n_heads)
-    n_units = layers * heads
-    make = SURROGATES[method]
+    null = _Null(prompts, SURROGATES[method], [get_score(s)[1] for s in scores], tau=tau, redundancy=redundancy,
+                 seed=seed, min_shift=min_shift)
+    # observed (untouched) and aligned (tested: one draw shared by all units), per prompt, averaged
+    observed_pair = null.prompt_mean(lambda p, x, ms: x, quiet=False)
+    aligned_pair = null.prompt_mean(lambda p, x, ms: null.make(
+        x, np.random.default_rng([seed, p, 0, 1]), n=1, min_shift=ms, common=True)[0])
+    sums = null.replicates(aligned_pair, n_surrogates, batch, distributed=distributed, progress=progress)
+    p_pair, q_pair = _pair_tests(sums, aligned_pair, n_surrogates, pvalue)
+    aligned = null.head_stats(aligned_pair).to(torch.float64)  # [score, U]
+    null_mean, null_std, p_head, q_head = _head_tests(sums.heads, aligned, n_surrogates, pvalue)
+    grid = (len(scores), layers, heads)
+    return SurrogateTest(
+        scores=[get_score(s)[0] for s in scores], observed=null.head_stats(observed_pair).to(torch.float64).reshape(grid),
+        aligned=aligned.reshape(grid), null_mean=null_mean.reshape(grid), null_std=null_std.reshape(grid),
+        null=sums.heads.reshape(n_surrogates, *grid), p_head=p_head.reshape(grid), q_head=q_head.reshape(grid),
+        observed_pair=observed_pair, aligned_pair=aligned_pair, p_pair=p_pair, q_pair=q_pair, fdr=fdr, method=method,
+        pvalue=pvalue, n_surrogates=n_surrogates, seed=seed, tau=tau, redundancy=redundancy, labels=labels,
+        meta={"n_prompts": len(prompts), "lengths": [int(x.shape[-1]) for x in prompts], "processes": sums.processes},
+    )
 
-    def head_stats(pair: Tensor) -> Tensor:  # [..., 2, U, U] -> [..., score, U]
-        return torch.stack([fn(pair[..., 0, :, :], pair[..., 1, :, :]) for fn in fns], -2)
 
-    # observed (untouched) and aligned (tested): per prompt, averaged where defined (as decompose does)
-    sums = {
-        k: (
-            torch.zeros(2, n_units, n_units, dtype=torch.float64),
-            torch.zeros(2, n_units, n_units, dtype=torch.float64),
-        )
-        for k in ("observed", "aligned")
-    }
-    for p, x in enumerate(prompts):
-        ms = _min_shift(x.shape[-1], tau, min_shift)
-        for key, series in (
-            ("observed", x),
-            (
-                "aligned",
-                make(x, np.random.default_rng([seed, p, 0, 1]), n=1, min_shift=ms, common=True)[0],
-            ),
-        ):
+@dataclass
+class _NullSums:
+    """What the surrogate replicates leave: per-pair exceedance counts, sums and sums of
+    squares over replicates, and every replicate's head statistics ``[S, score, U]``."""
+
+    exceed: Tensor
+    total: Tensor
+    squares: Tensor
+    heads: Tensor
+    processes: int
+
+
+class _Null:
+    """One data set's surrogate machinery: draws per prompt, PhiID, prompt means, head stats."""
+
+    def __init__(self, prompts: list[Tensor], make: Callable[..., Tensor], fns: list[Any], *, tau: int,
+                 redundancy: str, seed: int, min_shift: int | None) -> None:
+        self.prompts, self.make, self.fns = prompts, make, fns
+        self.tau, self.redundancy, self.seed, self.min_shift = tau, redundancy, seed, min_shift
+
+    def head_stats(self, pair: Tensor) -> Tensor:  # [..., 2, U, U] -> [..., score, U]
+        return torch.stack([fn(pair[..., 0, :, :], pair[..., 1, :, :]) for fn in self.fns], -2)
+
+    def prompt_mean(self, draw: Callable[[int, Tensor, int], Tensor], *, quiet: bool = True) -> Tensor:
+        """sts and rtr of every pair on ``draw(prompt, series, min_shift)`` of each prompt,
+        averaged over the prompts where defined (as ``decompose`` averages): ``[..., 2, U, U]``.
+        ``quiet``: degenerate units were already reported for the data."""
+        total = count = None
+        for p, x in enumerate(self.prompts):
+            series = draw(p, x, _min_shift(x.shape[-1], self.tau, self.min_shift))
             with warnings.catch_warnings():
-                if key == "aligned":
-                    warnings.simplefilter("ignore", RuntimeWarning)  # reported once, for the data
-                a = _pair_atoms(series, tau, redundancy).cpu()
-            sums[key][0].add_(torch.nan_to_num(a))
-            sums[key][1].add_(torch.isfinite(a))
-    observed_pair = _prompt_mean(*sums["observed"])
-    aligned_pair = _prompt_mean(*sums["aligned"])
-    observed = head_stats(observed_pair).to(torch.float64)  # [score, U]
-    aligned = head_stats(aligned_pair).to(torch.float64)
+                if quiet:
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                a = _pair_atoms(series, self.tau, self.redundancy).cpu()
+            if total is None or count is None:
+                total = torch.zeros(a.shape, dtype=torch.float64)
+                count = torch.zeros(a.shape, dtype=torch.float64)
+            total.add_(torch.nan_to_num(a))
+            count.add_(torch.isfinite(a))
+        assert total is not None and count is not None
+        return _prompt_mean(total, count)
 
-    def null_batch(start: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Surrogates ``start .. start + batch``: exceedances, sum, sum of squares, head stats."""
-        b = min(batch, n_surrogates - start)
-        tot = torch.zeros(b, 2, n_units, n_units, dtype=torch.float64)
-        cnt = torch.zeros_like(tot)
-        for p, x in enumerate(prompts):
-            ms = _min_shift(x.shape[-1], tau, min_shift)
-            surr = torch.cat(
-                [
-                    make(x, np.random.default_rng([seed, p, s, 0]), n=1, min_shift=ms)
-                    for s in range(start, start + b)
-                ]
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", RuntimeWarning
-                )  # degenerate units were reported for the data
-                a = _pair_atoms(surr, tau, redundancy).cpu()
-            tot += torch.nan_to_num(a)
-            cnt += torch.isfinite(a)
-        null_pair = _prompt_mean(tot, cnt)  # [b, 2, U, U]
-        finite = torch.nan_to_num(null_pair)
-        return (
-            (null_pair >= aligned_pair).sum(0),
-            finite.sum(0),
-            finite.pow(2).sum(0),
-            head_stats(null_pair).to(torch.float64),
-        )
+    def batch(self, aligned_pair: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Replicates ``start .. stop - 1``: exceedances, sum, sum of squares, head stats."""
+        null_pair = self.prompt_mean(lambda p, x, ms: torch.cat([
+            self.make(x, np.random.default_rng([self.seed, p, s, 0]), n=1, min_shift=ms) for s in range(start, stop)]))
+        finite = torch.nan_to_num(null_pair)  # [b, 2, U, U]
+        return ((null_pair >= aligned_pair).sum(0), finite.sum(0), finite.pow(2).sum(0),
+                self.head_stats(null_pair).to(torch.float64))
 
-    # Batches are the unit of work. Under ``distributed`` the ranks take them in rounds (rank r
-    # computes batch round * size + r); each round is gathered and added in batch order, as one
-    # process adds them, so only one batch per rank is held at a time.
-    rank, size = world() if check_collective(distributed) else (0, 1)
-    starts = list(range(0, n_surrogates, batch))
-    exceed_pair = torch.zeros_like(observed_pair)
-    sum_pair, sq_pair = torch.zeros_like(observed_pair), torch.zeros_like(observed_pair)
-    null_heads = []
-    bar = tqdm(total=len(starts), desc="surrogates", disable=not progress)
-    for first in range(0, len(starts), size):
-        k = first + rank
-        part = null_batch(starts[k]) if k < len(starts) else None
-        for piece in all_gather(part) if size > 1 else [part]:
-            if piece is None:
-                continue
-            ex, sm, sq, heads_k = piece
-            exceed_pair += ex
-            sum_pair += sm
-            sq_pair += sq
-            null_heads.append(heads_k)
-            bar.update(1)
-    bar.close()
-    null = torch.cat(null_heads)  # [S, score, U]
-    n = n_surrogates
+    def replicates(self, aligned_pair: Tensor, n: int, batch: int, *, distributed: bool, progress: bool) -> _NullSums:
+        """All ``n`` replicates in batches. Under ``distributed`` the ranks take the batches in
+        rounds (rank r computes batch round * size + r); each round is gathered and added in
+        batch order, as one process adds them, so only one batch per rank is held at a time."""
+        rank, size = world() if check_collective(distributed) else (0, 1)
+        starts = list(range(0, n, batch))
+        sums = [torch.zeros_like(aligned_pair) for _ in range(3)]
+        heads = []
+        bar = tqdm(total=len(starts), desc="surrogates", disable=not progress)
+        for first in range(0, len(starts), size):
+            k = first + rank
+            part = self.batch(aligned_pair, starts[k], min(starts[k] + batch, n)) if k < len(starts) else None
+            for piece in all_gather(part) if size > 1 else [part]:
+                if piece is not None:
+                    for acc, add in zip(sums, piece[:3]):
+                        acc += add
+                    heads.append(piece[3])
+                    bar.update(1)
+        bar.close()
+        return _NullSums(sums[0], sums[1], sums[2], heads=torch.cat(heads), processes=size)
 
-    mean_pair = sum_pair / n
-    std_pair = ((sq_pair - n * mean_pair**2).clamp_min(0) / (n - 1)).sqrt()
-    p_pair = _pvalues(exceed_pair, aligned_pair, mean_pair, std_pair, n, pvalue)
+
+def _pair_tests(sums: _NullSums, aligned_pair: Tensor, n: int, pvalue: str) -> tuple[Tensor, Tensor]:
+    """Per-pair p-values and Benjamini-Hochberg q-values over the upper-triangle pairs, per atom."""
+    mean_pair = sums.total / n
+    std_pair = ((sums.squares - n * mean_pair**2).clamp_min(0) / (n - 1)).sqrt()
+    p_pair = _pvalues(sums.exceed, aligned_pair, mean_pair, std_pair, n, pvalue)
     q_pair = torch.full_like(p_pair, math.nan)
+    n_units = p_pair.shape[-1]
     upper = torch.triu(torch.ones(n_units, n_units, dtype=torch.bool), diagonal=1)
     for k in range(len(_ATOMS)):
         _, adj = benjamini_hochberg(p_pair[k][upper])
         q = torch.full((n_units, n_units), math.nan, dtype=torch.float64)
         q[upper] = adj
         q_pair[k] = torch.where(upper, q, q.T)
+    return p_pair, q_pair
 
+
+def _head_tests(null: Tensor, aligned: Tensor, n: int, pvalue: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-head null mean and spread, p-values and q-values (per score) from ``null [S, score, U]``."""
     null_mean = torch.nanmean(null, 0)
     null_std = torch.from_numpy(np.nanstd(null.numpy(), axis=0, ddof=1))
     exceed_head = (null >= aligned).sum(0).to(torch.float64)
     p_head = _pvalues(exceed_head, aligned, null_mean, null_std, n, pvalue)
     q_head = torch.stack([benjamini_hochberg(row)[1] for row in p_head])
-
-    grid = (len(scores), layers, heads)
-    return SurrogateTest(
-        scores=[get_score(s)[0] for s in scores],
-        observed=observed.reshape(grid),
-        aligned=aligned.reshape(grid),
-        null_mean=null_mean.reshape(grid),
-        null_std=null_std.reshape(grid),
-        null=null.reshape(n, *grid),
-        p_head=p_head.reshape(grid),
-        q_head=q_head.reshape(grid),
-        observed_pair=observed_pair,
-        aligned_pair=aligned_pair,
-        p_pair=p_pair,
-        q_pair=q_pair,
-        fdr=fdr,
-        method=method,
-        pvalue=pvalue,
-        n_surrogates=n,
-        seed=seed,
-        tau=tau,
-        redundancy=redundancy,
-        labels=labels,
-        meta={"n_prompts": len(prompts), "lengths": [int(x.shape[-1]) for x in prompts], "processes": size},
-    )
+    return null_mean, null_std, p_head, q_head

@@ -550,13 +550,40 @@ def ablation_curve(
     import time
 
     adapter = adapt(model)
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
     if n_random < 0:
         raise ValueError(f"n_random must be >= 0, got {n_random}")
     seqs = teacher_forced_sequences(activity)
     named = _orders(adapter, order)
-    n_units = adapter.n_units
+    steps = _curve_steps(adapter.n_units, named, step, max_heads)
+    randoms = [_random_order(adapter, seed + s) for s in range(n_random)]
+    all_orders = list(named.values()) + randoms
+    conditions = torch.cat([_cumulative(o, steps, adapter.n_layers, adapter.n_heads) for o in all_orders])
+    hooks_for, on_prompt = _head_hooks_factory(adapter, mode, reference)
+    t0 = time.perf_counter()
+    div = _divergences(adapter, seqs, conditions, hooks_for, batched=batched, batch_size=batch_size,
+                       progress=progress, on_prompt=on_prompt, distributed=distributed)
+    div = div.float().view(len(all_orders), len(steps), len(seqs))
+    labels = {k: [head_label(*lh) for lh in o] for k, o in named.items()}
+    labels.update({f"random/{seed + s}": [head_label(*lh) for lh in o] for s, o in enumerate(randoms)})
+    return AblationCurve(
+        steps=torch.tensor(steps),
+        curves={k: div[i].mean(-1) for i, k in enumerate(named)},
+        per_prompt={k: div[i] for i, k in enumerate(named)},
+        random=div[len(named) :].mean(-1),
+        random_per_prompt=div[len(named) :],
+        orders=labels,
+        meta={"mode": mode if isinstance(mode, str) else mode.name, "model_name": adapter.name,
+              "n_prompts": len(seqs), "n_generated": [s.n_gen for s in seqs],
+              "seeds": [seed + s for s in range(n_random)], "step": step, "batched": batched,
+              "batch_size": batch_size, "seconds": time.perf_counter() - t0,
+              "processes": world()[1] if check_collective(distributed) else 1, "units": "nats"},
+    )
+
+
+def _curve_steps(n_units: int, named: dict[str, list[tuple[int, int]]], step: int, max_heads: int | None) -> list[int]:
+    """k = 0, step, 2 * step, ... and the last k (all heads of the shortest order, or ``max_heads``)."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
     limit = min([n_units, *(len(o) for o in named.values())])
     if max_heads is not None:
         if max_heads < 1:
@@ -567,44 +594,10 @@ def ablation_curve(
     steps = list(range(0, limit + 1, step))
     if steps[-1] != limit:
         steps.append(limit)
-    randoms = []
-    for s in range(n_random):
-        perm = torch.randperm(n_units, generator=torch.Generator().manual_seed(seed + s)).tolist()
-        randoms.append([(u // adapter.n_heads, u % adapter.n_heads) for u in perm])
-    all_orders = list(named.values()) + randoms
-    conditions = torch.cat(
-        [_cumulative(o, steps, adapter.n_layers, adapter.n_heads) for o in all_orders]
-    )
-    hooks_for, on_prompt = _head_hooks_factory(adapter, mode, reference)
-    t0 = time.perf_counter()
-    div = _divergences(
-        adapter, seqs, conditions, hooks_for, batched=batched, batch_size=batch_size,
-        progress=progress, on_prompt=on_prompt, distributed=distributed,
-    ).float()
-    elapsed = time.perf_counter() - t0
-    n_steps = len(steps)
-    div = div.view(len(all_orders), n_steps, len(seqs))
-    names = list(named)
-    labels = {k: [head_label(*lh) for lh in o] for k, o in named.items()}
-    labels.update({f"random/{seed + s}": [head_label(*lh) for lh in o] for s, o in enumerate(randoms)})
-    return AblationCurve(
-        steps=torch.tensor(steps),
-        curves={k: div[i].mean(-1) for i, k in enumerate(names)},
-        per_prompt={k: div[i] for i, k in enumerate(names)},
-        random=div[len(names) :].mean(-1),
-        random_per_prompt=div[len(names) :],
-        orders=labels,
-        meta={
-            "mode": mode if isinstance(mode, str) else mode.name,
-            "model_name": adapter.name,
-            "n_prompts": len(seqs),
-            "n_generated": [s.n_gen for s in seqs],
-            "seeds": [seed + s for s in range(n_random)],
-            "step": step,
-            "batched": batched,
-            "batch_size": batch_size,
-            "seconds": elapsed,
-            "processes": world()[1] if check_collective(distributed) else 1,
-            "units": "nats",
-        },
-    )
+    return steps
+
+
+def _random_order(adapter: ModelAdapter, seed: int) -> list[tuple[int, int]]:
+    """Every head in a random order, seeded."""
+    perm = torch.randperm(adapter.n_units, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [(u // adapter.n_heads, u % adapter.n_heads) for u in perm]
