@@ -144,8 +144,14 @@ def main() -> None:
         f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
     )
     rss0 = peak_rss_gb()
+    best, fast = bench_mmi(x, args, n_pairs, rss0)
+    bench_one_pair(x, args, n_pairs, best, fast)
+    bench_ccs(x, args, n_pairs)
+    bench_cuda(x, args, n_pairs, fast)
 
-    # 1. all pairs, MMI, CPU
+
+def bench_mmi(x: torch.Tensor, args: argparse.Namespace, n_pairs: int, rss0: float) -> tuple[float, torch.Tensor]:
+    """1. all pairs, MMI, CPU: best time and the atoms (the reference for the other sections)."""
     all_pairs(x[:64])  # warm-up (allocator, lazy imports)
     times = timed(lambda: all_pairs(x), args.repeats)
     best, med = min(times), statistics.median(times)
@@ -174,14 +180,17 @@ def main() -> None:
         f"  1 thread: wall best {min(one):.3f} s; CPU time best {min(cpu):.3f} s "
         f"(single-core work; less sensitive to other processes than wall time)"
     )
+    return best, all_pairs(x)
 
-    # 2. one pair at a time on the same data, extrapolated
+
+def bench_one_pair(x: torch.Tensor, args: argparse.Namespace, n_pairs: int, best: float, fast: torch.Tensor) -> None:
+    """2. one pair at a time on the same data, extrapolated to all pairs."""
+    u = x.shape[0]
     rng = np.random.default_rng(0)
     xn = x.double().numpy()
     ij = [
         tuple(rng.choice(u, 2, replace=False)) for _ in range(max(args.ref_pairs, args.loop_pairs))
     ]
-    fast = all_pairs(x)
     t0 = time.perf_counter()
     ref = [reference_one_pair(xn[i], xn[j]) for i, j in ij[: args.ref_pairs]]
     ref_per_pair = (time.perf_counter() - t0) / args.ref_pairs
@@ -204,7 +213,11 @@ def main() -> None:
         f"all_pairs is {loop_per_pair * n_pairs / best:,.0f}x faster"
     )
 
-    # 3. CCS (per-sample values: O(pairs x time))
+
+
+def bench_ccs(x: torch.Tensor, args: argparse.Namespace, n_pairs: int) -> None:
+    """3. CCS (per-sample values: O(pairs x time))."""
+    t, threads = x.shape[1], torch.get_num_threads()
     uc = args.ccs_units
     ccs_pairs = uc * (uc - 1) // 2
     all_pairs(x[:8], redundancy="CCS")
@@ -225,7 +238,11 @@ def main() -> None:
         f"all pairs ~{n_pairs / (ccs_pairs / ccs_cpu):,.0f} core-seconds"
     )
 
-    # 4. CUDA
+
+
+def bench_cuda(x: torch.Tensor, args: argparse.Namespace, n_pairs: int, fast: torch.Tensor) -> None:
+    """4. CUDA, when a GPU is visible."""
+    uc = args.ccs_units
     if torch.cuda.is_available():
         xg = x.cuda()
         all_pairs(xg[:64])

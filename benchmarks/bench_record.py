@@ -117,15 +117,20 @@ def main() -> None:
     )
     assert act.generated_ids == generated, "recording generated other tokens than plain generation"
 
+    report(t, rec_s, rec_cpu, n_tokens, len(prompts))
+
+
+def report(t: dict[str, list[float]], rec_s: float, rec_cpu: float, n_tokens: int, n_prompts: int) -> None:
+    """The table of times and the overheads against plain generation."""
     gen_s, gen_cpu = t["gen"]
-    rows = [
+    rows: list[tuple[str, float, float]] = [
         ("plain generation", gen_s, gen_cpu),
-        ("generation + hooks", *t["hooked"]),
-        ("teacher-forced pass", *t["pass"]),
+        ("generation + hooks", t["hooked"][0], t["hooked"][1]),
+        ("teacher-forced pass", t["pass"][0], t["pass"][1]),
         ("record_head_activity", rec_s, rec_cpu),
     ]
     print(
-        f"\ngenerated tokens: {n_tokens} (mean {n_tokens / len(prompts):.1f} per prompt; "
+        f"\ngenerated tokens: {n_tokens} (mean {n_tokens / n_prompts:.1f} per prompt; "
         "EOS ends a continuation early)"
     )
     print(f"{'':24s}{'wall s':>10s}{'tok/s':>10s}{'cpu s':>10s}")

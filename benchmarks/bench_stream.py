@@ -134,15 +134,25 @@ def main() -> None:
     all_pairs(x[:64])
     pair_summaries(x[:64])
 
+    rates = small_case(x, args, n_pairs)
+    del x
+    if args.big_units:
+        big_cases(args, n_pairs, rates)
+    cuda_case(args)
+
+
+def small_case(x: torch.Tensor, args: argparse.Namespace, n_pairs: int) -> dict[str, float]:
+    """[1] dense vs stream at ``--units``: equality and rates; returns the dense rates."""
+    u, t, k = args.units, args.time, args.top_k
     print(f"\n[1] {u} units x {t} steps ({n_pairs:,} pairs): dense vs stream; {load()}")
     dense_t, dense = best_of(lambda: summaries_of_atoms(all_pairs(x).numpy(), k), args.repeats)
     kernel_t, _ = best_of(lambda: all_pairs(x), args.repeats)
     stream_t, s = best_of(lambda: pair_summaries(x, top_k=k), args.repeats)
     assert isinstance(dense, dict)
-    mean_err = (s.unit_mean - torch.from_numpy(dense["mean"])).abs().nan_to_num().max().item()  # type: ignore[union-attr]
+    mean_err = (s.unit_mean - torch.from_numpy(dense["mean"])).abs().nan_to_num().max().item()  # type: ignore[attr-defined]
     lines = [f"  max |stream - dense| per-unit means (16 atoms): {mean_err:.1e} nats"]
     for name in ("sts", "rtr"):
-        pairs, atoms = s.top_pairs(name)  # type: ignore[union-attr]
+        pairs, atoms = s.top_pairs(name)  # type: ignore[attr-defined]
         same = torch.equal(pairs, torch.from_numpy(dense[f"{name}_pairs"]))
         err = (atoms - torch.from_numpy(dense[f"{name}_atoms"])).abs().max().item()
         lines.append(f"  top {k} by {name}: same pairs {same}, max |atom diff| {err:.1e}")
@@ -160,49 +170,57 @@ def main() -> None:
         f"stream {stream_cpu:.3f} s ({n_pairs / stream_cpu:,.0f} pairs/s); "
         f"ratio {dense_cpu / stream_cpu:.2f}"
     )
-    del x, dense, s
+    return {"kernel": kernel_rate, "dense_wall1": dense_wall1, "dense_cpu": dense_cpu}
 
-    if args.big_units:
-        ub = args.big_units
-        big_pairs = ub * (ub - 1) // 2
-        print(f"\n[2] {ub} units x {t} steps ({big_pairs:,} pairs), one series; {load()}")
-        runs = [("cpu", n) for n in args.big_threads]
-        runs += [("cuda", 0)] if torch.cuda.is_available() else []
-        for device, threads in runs:
-            cmd = [sys.executable, __file__, "--big-only", "--big-units", str(ub), "--time", str(t)]
-            cmd += ["--top-k", str(k), "--device", device, "--big-threads", str(threads)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            rate = big_pairs / r["wall"]
-            tag = f"{device}, {r['threads']} thread(s)"
-            one = r["threads"] == 1 and device == "cpu"
-            dense_rate = n_pairs / dense_wall1 if one else kernel_rate
+
+def big_cases(args: argparse.Namespace, n_pairs: int, rates: dict[str, float]) -> None:
+    """[2] ``--big-units`` in a fresh process per thread count (and on the GPU): time, memory."""
+    ub, t, k, u = args.big_units, args.time, args.top_k, args.units
+    kernel_rate, dense_wall1, dense_cpu = rates["kernel"], rates["dense_wall1"], rates["dense_cpu"]
+    big_pairs = ub * (ub - 1) // 2
+    print(f"\n[2] {ub} units x {t} steps ({big_pairs:,} pairs), one series; {load()}")
+    runs = [("cpu", n) for n in args.big_threads]
+    runs += [("cuda", 0)] if torch.cuda.is_available() else []
+    for device, threads in runs:
+        cmd = [sys.executable, __file__, "--big-only", "--big-units", str(ub), "--time", str(t)]
+        cmd += ["--top-k", str(k), "--device", device, "--big-threads", str(threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rate = big_pairs / r["wall"]
+        tag = f"{device}, {r['threads']} thread(s)"
+        one = r["threads"] == 1 and device == "cpu"
+        dense_rate = n_pairs / dense_wall1 if one else kernel_rate
+        print(
+            f"  [{tag}] time {r['wall']:.1f} s (target <= 90 s); CPU time {r['cpu']:.1f} s; "
+            f"load average after {r['load_after']:.1f}"
+        )
+        print(
+            f"  [{tag}] peak RSS {r['rss']:.2f} GB (target <= 2 GB; input data alone "
+            f"{r['rss_data']:.2f} GB)"
+            + (f"; peak GPU memory {r['gpu_peak']:.2f} GB" if r["gpu_peak"] is not None else "")
+        )
+        print(
+            f"  [{tag}] {rate:,.0f} pairs/s (wall) = {rate / dense_rate:.2f} x the dense "
+            f"kernel's wall rate at {u} units with as many threads (target >= 0.80); "
+            f"top pairs {r['top_sts']}, "
+            f"units with no valid partner {r['nan_units']}"
+        )
+        print(
+            f"  [{tag}] per-unit means of 3 units vs pair() on their {ub - 1} partners: "
+            f"max |diff| {r['row_check']:.1e} nats"
+        )
+        if one:
+            cpu_rate = big_pairs / r["cpu"]
             print(
-                f"  [{tag}] time {r['wall']:.1f} s (target <= 90 s); CPU time {r['cpu']:.1f} s; "
-                f"load average after {r['load_after']:.1f}"
+                f"  [{tag}] {cpu_rate:,.0f} pairs/s per CPU-second = "
+                f"{cpu_rate / (n_pairs / dense_cpu):.2f} x the dense kernel's 1-thread rate"
             )
-            print(
-                f"  [{tag}] peak RSS {r['rss']:.2f} GB (target <= 2 GB; input data alone "
-                f"{r['rss_data']:.2f} GB)"
-                + (f"; peak GPU memory {r['gpu_peak']:.2f} GB" if r["gpu_peak"] is not None else "")
-            )
-            print(
-                f"  [{tag}] {rate:,.0f} pairs/s (wall) = {rate / dense_rate:.2f} x the dense "
-                f"kernel's wall rate at {u} units with as many threads (target >= 0.80); "
-                f"top pairs {r['top_sts']}, "
-                f"units with no valid partner {r['nan_units']}"
-            )
-            print(
-                f"  [{tag}] per-unit means of 3 units vs pair() on their {ub - 1} partners: "
-                f"max |diff| {r['row_check']:.1e} nats"
-            )
-            if one:
-                cpu_rate = big_pairs / r["cpu"]
-                print(
-                    f"  [{tag}] {cpu_rate:,.0f} pairs/s per CPU-second = "
-                    f"{cpu_rate / (n_pairs / dense_cpu):.2f} x the dense kernel's 1-thread rate"
-                )
-        print(f"  after: {load()}")
+    print(f"  after: {load()}")
+
+
+def cuda_case(args: argparse.Namespace) -> None:
+    """[CUDA] GPU vs CPU summaries at ``--units``."""
+    u, t, k = args.units, args.time, args.top_k
     if torch.cuda.is_available():
         xg = make_data(u, t).cuda()
         g = pair_summaries(xg, top_k=k)
