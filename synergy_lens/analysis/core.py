@@ -43,6 +43,7 @@ from torch import Tensor
 from synergy_lens import hooks as H
 from synergy_lens._io import load_payload, save_payload
 from synergy_lens.analysis.scores import HeadScores, synergy_scores
+from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +107,7 @@ class Core:
 
     def labels_of(self, group: Group = "abstract") -> list[str]:
         """``["L5H3", ...]`` of the group, strongest first."""
-        return [f"L{layer}H{h}" for layer, h in self.pairs(group)]
+        return [unit_label(layer, h) for layer, h in self.pairs(group)]
 
     def to_hook_names(self, group: Group = "abstract") -> list[str]:
         """The ``blocks.{L}.attn.hook_z`` names of the layers holding the group's heads.

@@ -38,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,11 +186,7 @@ def layer_energy(activity: Any, *, definition: str | EnergyFn = "mean_sq_norm") 
         }
         rows.append(fn(v, ctx))
     per_prompt = torch.stack(rows)
-    depth = (
-        torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        if n_layers > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    depth = normalised_depth(n_layers)
     return LayerEnergy(
         definition=name,
         values=per_prompt.mean(0),

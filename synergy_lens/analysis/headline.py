@@ -52,6 +52,7 @@ from synergy_lens.analysis.profile import (
 )
 from synergy_lens.analysis.scores import get_score
 from synergy_lens.analysis.surrogates import SurrogateTest, surrogate_test
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,11 +91,7 @@ def index_null(
     """
     k = test._score(score)
     n_layers, n_heads = test.n_layers, test.n_heads
-    depth = (
-        torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        if n_layers > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    depth = normalised_depth(n_layers)
     aligned = _profile_index(test.aligned[k], n_layers, n_heads, depth)
     null_prof = minmax_scale(layer_means(test.null[:, k].reshape(test.n_surrogates, -1), n_layers, n_heads))
     null_index = torch.tensor(

@@ -47,8 +47,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.analysis.scores import HeadScores, ScoreFn, get_score, synergy_scores
 from synergy_lens.dynamics.order import inverted_u_index
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,20 +124,11 @@ def bootstrap_head_scores(
     ``chunk`` resamples are processed per matrix product (memory ~ ``chunk * unit^2 * 8 * 4`` bytes).
     """
     _, fn = get_score(score)
-    n_prompts, n_units, _ = per_prompt_sts.shape
-    flat = []
-    for m in (per_prompt_sts, per_prompt_rtr):
-        m = m.detach().to("cpu", torch.float64).reshape(n_prompts, -1)
-        defined = torch.isfinite(m)
-        flat.append((torch.where(defined, m, 0.0), defined.to(torch.float64)))
+    sts, rtr = PromptValues(per_prompt_sts), PromptValues(per_prompt_rtr)
     out = []
     for start in range(0, counts.shape[0], chunk):
-        c = counts[start : start + chunk].to(torch.float64)
-        means = []
-        for values, defined in flat:
-            num, den = c @ values, c @ defined
-            means.append((num / den).reshape(-1, n_units, n_units))  # 0 / 0 -> NaN
-        out.append(fn(means[0], means[1]).to(torch.float64))
+        c = counts[start : start + chunk]
+        out.append(fn(sts.mean(c), rtr.mean(c)).to(torch.float64))
     return torch.cat(out)
 
 
@@ -276,11 +269,7 @@ def _finish(
     meta: dict[str, Any],
 ) -> LayerProfile:
     n_layers = raw.shape[-1]
-    depth = (
-        torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        if n_layers > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    depth = normalised_depth(n_layers)
     values = minmax_scale(raw) if minmax else raw
     index = u_index(values, depth) if n_layers >= 3 else math.nan
     index_raw = u_index(raw, depth) if n_layers >= 3 else math.nan

@@ -64,6 +64,7 @@ from synergy_lens.analysis.profile import (
 )
 from synergy_lens.analysis.scores import get_score, symmetrize
 from synergy_lens.analysis.surrogates import SURROGATES, _min_shift, surrogate_test
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -388,7 +389,7 @@ def robustness(
     drop = mask if (exclude and mask is not None) else None
     fns = [(s, _named(s, get_score(_excluding(s, drop))[1])) for s in scores]
     n_layers = int(activity.n_layers)
-    depth = torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64) if n_layers > 1 else torch.zeros(1)
+    depth = normalised_depth(n_layers)
     V, S = len(variants), len(scores)
     nan_vs = torch.full((V, S), math.nan, dtype=torch.float64)
     t = {k: nan_vs.clone() for k in ("index", "lo", "hi", "p", "null")}

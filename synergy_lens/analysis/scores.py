@@ -96,6 +96,7 @@ from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
 from synergy_lens.phiid.summaries import PairSummaries
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -322,11 +323,7 @@ class HeadScores:
     @property
     def depth(self) -> Float[Tensor, " layer"]:
         """Normalised depth ``layer / (n_layers - 1)`` in [0, 1] (0 for a one-layer model)."""
-        return (
-            torch.linspace(0.0, 1.0, self.n_layers, dtype=torch.float64)
-            if self.n_layers > 1
-            else torch.zeros(1, dtype=torch.float64)
-        )
+        return normalised_depth(self.n_layers)
 
     def __repr__(self) -> str:
         flagged = "" if self.unstable is None else f", {int(self.unstable.sum())} unstable heads"

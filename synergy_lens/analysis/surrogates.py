@@ -67,9 +67,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._io import load_payload, save_payload
-from synergy_lens.analysis._io import unit_labels
+from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.analysis.scores import get_score, symmetrize
 from synergy_lens.phiid import all_pairs, atom_index
+from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -377,7 +378,7 @@ def _min_shift(n: int, tau: int, min_shift: int | None) -> int:
 
 
 def _prompt_mean(total: Tensor, count: Tensor) -> Tensor:
-    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, math.nan))
+    return mean_of_defined(total, count)
 
 
 def _pvalues(

@@ -73,6 +73,7 @@ from synergy_lens.dynamics.embedding import (
 from synergy_lens.dynamics.flow import Positions, ResidualFlow, residual_flow
 from synergy_lens.dynamics.order import TransitionPoint, transition_point
 from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, LevelSummary, run_level
+from synergy_lens.units import normalised_depth
 
 __all__ = [
     "ORDER_PARAMETERS",
@@ -149,7 +150,7 @@ class DifficultyStudy:
     def embedding_table(self) -> pd.DataFrame:
         """One row per (level, head): ``level, label, layer, head, depth, x, y, score``."""
         rows = []
-        n_heads, n_layers = self.n_heads, self.n_layers
+        n_heads, depth = self.n_heads, normalised_depth(self.n_layers)
         for i, lv in enumerate(self.levels):
             emb = self.embeddings.get(lv)
             if emb is None:
@@ -158,7 +159,7 @@ class DifficultyStudy:
             for u, label in enumerate(self.labels):
                 layer = u // n_heads
                 rows.append({"level": lv, "label": label, "layer": layer, "head": u % n_heads,
-                             "depth": layer / max(n_layers - 1, 1), "x": float(emb[u, 0]),
+                             "depth": float(depth[layer]), "x": float(emb[u, 0]),
                              "y": float(emb[u, 1]), "score": float(score[u])})
         return pd.DataFrame(rows)
 

@@ -53,6 +53,7 @@ from synergy_lens.intervene.ablate import (
 from synergy_lens.intervene.divergence import _divergences, score_orders, teacher_forced_sequences
 from synergy_lens.intervene.heads import head_label
 from synergy_lens.models.adapter import ModelAdapter, adapt
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -331,16 +332,18 @@ class LayerSkipResult(SummaryRepr, SavedFields):
         import pandas as pd
 
         conf = float(self.meta.get("confidence", 0.95))
-        n_layers = int(self.meta.get("n_layers", len(self.layers)))
+        layers = self.layers.tolist()
+        n_layers = int(self.meta.get("n_layers", max(layers, default=-1) + 1))
+        depth = normalised_depth(n_layers)
         rows = []
-        for i, layer in enumerate(self.layers.tolist()):
+        for i, layer in enumerate(layers):
             if self.correct.numel():
                 k, n = int(self.correct[i].sum()), int(self.correct.shape[1])
                 lo, hi = wilson_interval(k, n, conf)
                 acc = k / n
             else:
                 n, acc, lo, hi = 0, math.nan, math.nan, math.nan
-            rows.append((layer, layer / max(1, n_layers - 1), float(self.divergence[i]), n, acc, lo, hi))
+            rows.append((layer, float(depth[layer]), float(self.divergence[i]), n, acc, lo, hi))
         cols = ["layer", "depth", "divergence", "n_tasks", "accuracy", "ci_low", "ci_high"]
         return pd.DataFrame(rows, columns=cols)
 

@@ -74,6 +74,7 @@ from synergy_lens import hooks as H
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.models.adapter import ModelAdapter, adapt
+from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,7 +176,7 @@ class IGResult(SummaryRepr, SavedFields):
         for p in range(a.shape[0]):
             for layer in range(a.shape[1]):
                 if a.ndim == 3:
-                    rows += [(p, layer, h, f"L{layer}H{h}", float(a[p, layer, h])) for h in range(a.shape[2])]
+                    rows += [(p, layer, h, unit_label(layer, h), float(a[p, layer, h])) for h in range(a.shape[2])]
                 else:
                     rows.append((p, layer, -1, f"L{layer}", float(a[p, layer])))
         return pd.DataFrame(rows, columns=["prompt", "layer", "head", "label", "attribution"])

@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens.units import unit_label, unit_labels
 
 __all__ = ["ModelAdapter", "adapt", "BosPolicy", "is_transformer_lens_model"]
 
@@ -165,7 +166,7 @@ class ModelAdapter:
 
     def unit_labels(self) -> list[str]:
         """``["L0H0", "L0H1", ...]``: unit = layer * n_heads + head."""
-        return [f"L{layer}H{h}" for layer in range(self.n_layers) for h in range(self.n_heads)]
+        return unit_labels(self.n_layers, self.n_heads)
 
     # -- tokens ----------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -375,7 +376,7 @@ class ModelAdapter:
         """
         if not 0 <= layer < self.n_layers or not 0 <= head < self.n_heads:
             raise IndexError(
-                f"head L{layer}H{head} out of range: layers 0..{self.n_layers - 1}, "
+                f"head {unit_label(layer, head)} out of range: layers 0..{self.n_layers - 1}, "
                 f"heads 0..{self.n_heads - 1}"
             )
         attn = self.model.blocks[layer].attn

@@ -18,7 +18,6 @@ mean, not its own).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
@@ -311,8 +311,7 @@ def decompose(
             defined = ~torch.isnan(a[i_sts])
             total += torch.where(defined, a, 0.0)
             count += defined
-        atoms = total / count  # 0 / 0 -> NaN where no prompt defines the pair
-        atoms[:, count == 0] = math.nan
+        atoms = mean_of_defined(total, count)  # NaN where no prompt defines the pair
     constant, collinear = report
     consequence = (
         "their pairs are NaN"

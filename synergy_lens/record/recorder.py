@@ -71,10 +71,6 @@ MIN_NEW_TOKENS = 8
 from ``time - 1`` lag pairs per prompt, which is meaningless with a handful of samples."""
 
 
-class _StopForward(Exception):
-    """Raised by the last layer's hook: nothing after it is needed."""
-
-
 def record_head_activity(
     model: Any,
     prompts: str | Prompt | Iterable[str | Prompt],
@@ -397,7 +393,7 @@ def _one_pass(
         out[:, :, layer, :] = value.float()
         recorded.add(layer)
         if layer == n_layers - 1:
-            raise _StopForward  # the rest of the network is not needed
+            raise H.StopForward  # the rest of the network is not needed
 
     fwd_hooks = [
         (H.hook_z(layer), functools.partial(reduce_z, layer=layer)) for layer in range(n_layers)
@@ -405,7 +401,7 @@ def _one_pass(
     with torch.inference_mode():
         try:
             adapter.forward(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
-        except _StopForward:
+        except H.StopForward:
             pass
     if len(recorded) != n_layers:
         missing = sorted(set(range(n_layers)) - recorded)

@@ -50,6 +50,7 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens.units import parse_label, unit_label
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -63,9 +64,6 @@ __all__ = [
     "render_offline",
     "token_strings",
 ]
-
-_LABEL = re.compile(r"^L(\d+)H(\d+)$")
-
 
 @functools.lru_cache(maxsize=1)
 def circuitsvis_js() -> str:
@@ -164,10 +162,7 @@ def parse_heads(heads: Any, n_heads: int | None = None, k: int = 6) -> list[tupl
     out = []
     for h in heads:
         if isinstance(h, str):
-            m = _LABEL.match(h)
-            if not m:
-                raise ValueError(f"head label {h!r} is not of the form 'L<layer>H<head>' (e.g. 'L5H3')")
-            out.append((int(m.group(1)), int(m.group(2))))
+            out.append(parse_label(h))
         elif isinstance(h, (int, np.integer)):
             if n_heads is None:
                 raise ValueError("unit indices need n_heads (unit = layer * n_heads + head)")
@@ -232,7 +227,7 @@ def head_attention(model: Any, tokens: str | Sequence[int], heads: Any, *, k: in
         raise ValueError("no heads selected")
     for layer, head in pairs:
         if not (0 <= layer < adapter.n_layers and 0 <= head < adapter.n_heads):
-            raise ValueError(f"head L{layer}H{head} is outside this model "
+            raise ValueError(f"head {unit_label(layer, head)} is outside this model "
                              f"({adapter.n_layers} layers x {adapter.n_heads} heads)")
     ids = adapter.tokenize(tokens) if isinstance(tokens, str) else [int(t) for t in tokens]
     if not ids:
@@ -248,7 +243,7 @@ def head_attention(model: Any, tokens: str | Sequence[int], heads: Any, *, k: in
     patterns = torch.stack([store[layer][head] for layer, head in pairs])
     return HeadAttention(
         tokens=token_strings(adapter.tokenizer, ids), patterns=patterns,
-        labels=[f"L{layer}H{head}" for layer, head in pairs], meta={"model_name": adapter.name},
+        labels=[unit_label(layer, head) for layer, head in pairs], meta={"model_name": adapter.name},
     )
 
 
@@ -287,7 +282,7 @@ def activity_tokens_view(
     """
     ((layer, h),) = parse_heads([head])
     if not (0 <= layer < activity.n_layers and 0 <= h < activity.n_heads):
-        raise ValueError(f"head L{layer}H{h} is outside the recording ({activity.n_layers} x {activity.n_heads})")
+        raise ValueError(f"head {unit_label(layer, h)} is outside the recording ({activity.n_layers} x {activity.n_heads})")
     if not 0 <= prompt < activity.n_prompts:
         raise ValueError(f"prompt {prompt} out of range (the recording has {activity.n_prompts})")
     n = int(activity.lengths[prompt])
