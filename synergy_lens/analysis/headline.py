@@ -298,8 +298,7 @@ def headline(
     Returns:
         ``(Headline, SurrogateTest)``.
     """
-    from synergy_lens.analysis.core import find_core
-    from synergy_lens.analysis.scores import _unit_mask, synergy_scores
+    from synergy_lens.analysis.scores import _unit_mask, find_core, synergy_scores
 
     scores = list(scores)
     labels = list(result.labels)

@@ -95,13 +95,12 @@ from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens.analysis.core import Core, select_core
 from synergy_lens.phiid.summaries import PairSummaries
 from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from synergy_lens.analysis.core import Core
 
 __all__ = [
     "SCORES",
@@ -109,6 +108,7 @@ __all__ = [
     "PairAtoms",
     "ScoreFn",
     "ScoreName",
+    "find_core",
     "get_score",
     "head_mean",
     "ordinal_rank",
@@ -340,9 +340,7 @@ class HeadScores:
 
     def core(self, q: float = 0.25) -> Core:
         """The synergistic core: top ``q`` of heads by :attr:`values` (see :func:`find_core`)."""
-        from synergy_lens.analysis.core import find_core
-
-        return find_core(self, q=q)
+        return select_core(self.values, q, score=self.score, labels=self.labels)
 
     def agreement_table(self) -> pd.DataFrame:
         """Spearman correlation over heads between the registered scores (a square table)."""
@@ -490,6 +488,55 @@ def _unit_mask(unstable: Any, labels: list[str], n_units: int) -> Tensor | None:
     return mask
 
 
+def _streamed_scores(summaries: PairSummaries, score: str | ScoreFn) -> HeadScores:
+    """:class:`HeadScores` of streamed :class:`~synergy_lens.phiid.PairSummaries`.
+
+    ``rank_gradient``, ``syn_minus_red``, ``mean_sts``, ``mean_rtr`` and ``synergy_fraction``
+    follow from per-unit means exactly; scores defined on ``[unit, unit]`` matrices need the
+    dense path. Needs ``n_layers``/``n_heads`` (set by ``decompose``).
+    """
+    if summaries.n_layers is None or summaries.n_heads is None:
+        raise ValueError("head scores need n_layers and n_heads: pass them to pair_summaries")
+    if summaries.fraction_mean is None:
+        raise ValueError(
+            "merged summaries have no synergy fraction; summarise all prompts at once"
+        )
+    sts, rtr = summaries.mean_sts.to("cpu", torch.float64), summaries.mean_rtr.to("cpu", torch.float64)
+    values = {
+        "mean_sts": sts,
+        "mean_rtr": rtr,
+        "rank_gradient": tiedrank_floor(sts) - tiedrank_floor(rtr),
+        "synergy_fraction": summaries.fraction_mean.to("cpu", torch.float64),
+        "syn_minus_red": ordinal_rank(sts - rtr),
+    }
+    if not isinstance(score, str) or score not in values:
+        raise ValueError(
+            f"score {getattr(score, '__name__', score)!r} needs the [unit, unit] atoms, which "
+            f"streamed summaries do not hold; choose one of {sorted(values)} or decompose "
+            "with stream=False"
+        )
+    grid = {k: v.reshape(summaries.n_layers, summaries.n_heads) for k, v in values.items()}
+    rho, p = _spearman(sts, rtr)
+    kwargs: dict[str, Any] = dict(grid)
+    kwargs.update(
+        score=score,
+        values=grid[score],
+        spearman=rho,
+        spearman_p=p,
+        labels=list(summaries.labels)
+        if summaries.labels is not None
+        else [str(u) for u in range(summaries.n_units)],
+        meta={
+            "model_name": summaries.meta.get("model_name", ""),
+            "n_prompts": summaries.n_prompts,
+            "tau": summaries.tau,
+            "redundancy": summaries.redundancy,
+            "engine": "stream",
+        },
+    )
+    return HeadScores(**kwargs)
+
+
 def synergy_scores(
     result: PairAtoms | PairSummaries,
     *,
@@ -527,7 +574,7 @@ def synergy_scores(
         [[1.5, 2.5, 2.0]]
     """
     if isinstance(result, PairSummaries):  # streamed (phiid.stream): from per-unit means
-        return result.head_scores(score)
+        return _streamed_scores(result, score)
     name, fn = get_score(score)
     sts = torch.as_tensor(result.sts).to(torch.float64)
     rtr = torch.as_tensor(result.rtr).to(torch.float64)
@@ -577,3 +624,27 @@ def synergy_scores(
         excluded=bool(exclude and mask is not None and mask.any()),
         agreement=score_agreement(sts, rtr),
     )
+
+
+def find_core(source: Any, q: float = 0.25, *, score: str | None = None) -> Core:
+    """The synergistic core (abstract heads) and the memory heads (see :mod:`.core`).
+
+    Args:
+        source: :class:`HeadScores`, or a ``PhiIDResult`` (scored with ``score``, default
+            ``"rank_gradient"``).
+        q: fraction of heads per group, in (0, 0.5]; paper (B) ablates the top 25%.
+        score: the score to rank by when ``source`` is a ``PhiIDResult``. A ``HeadScores``
+            is used as it is (its own ``score``); naming another score then is an error.
+
+    Returns:
+        A :class:`~synergy_lens.analysis.core.Core`; ``k = ceil(q * n_valid)`` heads per
+        group, ties broken by unit index.
+    """
+    if isinstance(source, HeadScores):
+        if score is not None and score != source.score:
+            raise ValueError(
+                f"these HeadScores were computed with score={source.score!r}; recompute them with "
+                f"synergy_scores(result, score={score!r}) or pass the PhiIDResult"
+            )
+        return source.core(q)
+    return synergy_scores(source, score=score or "rank_gradient").core(q)
