@@ -7,7 +7,7 @@ attention heads is *dynamic*: on easy tasks the heads stay intermixed, past a di
 threshold they split sharply into synergistic (abstract) and redundant (memory) groups,
 and the residual stream changes its flow in the middle of the network. This module runs
 that experiment on any TransformerLens model, with the graded tasks of
-:mod:`~synergy_lens.dynamics.tasks`. For each difficulty level:
+:mod:`~synergy_lens.record.tasks`. For each difficulty level:
 
 1. Generate ``prompts_per_level`` tasks *per family* (so a level has
    ``prompts_per_level * len(families)`` prompts, families mixed).
@@ -302,8 +302,8 @@ def difficulty_study(
         checkpoint: with ``out``, checkpoint each level's recording after every batch.
         progress: progress bars.
     """
-    from synergy_lens.dynamics.tasks import FAMILIES
     from synergy_lens.models.adapter import adapt
+    from synergy_lens.record.tasks import FAMILIES
 
     level_list = sorted({int(v) for v in levels})
     if not level_list:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.dynamics.order import bimodality, cluster_separation
-from synergy_lens.dynamics.tasks import accuracy_table, task_suite, wilson_interval
+from synergy_lens.record.tasks import accuracy_table, task_suite, wilson_interval
 from synergy_lens.units import normalised_depth, unit_labels
 
 __all__ = ["ORDER_PARAMETERS", "LevelSummary", "order_parameters", "run_level"]
@@ -186,7 +186,7 @@ def _check_folder(level_dir: Path, fp: dict[str, Any]) -> None:
 
 def _accuracy(tasks: list[Any], completions: list[str], n_boot: int, seed: int) -> tuple[pd.DataFrame, float, Tensor]:
     """Per-family rows plus an ``"all"`` row; overall accuracy; its bootstrap over tasks."""
-    from synergy_lens.dynamics.tasks import score_answer
+    from synergy_lens.record.tasks import score_answer
 
     table = accuracy_table(tasks, completions)
     correct = np.array([score_answer(t, c) for t, c in zip(tasks, completions)], dtype=np.float64)

@@ -17,8 +17,8 @@ heads' ``W_Q`` rows and ``W_O`` columns) and compares accuracy. Here:
   random condition the counts of all seeds are pooled (so the interval is narrower than
   that of one seed; the per-seed accuracies are in the table too).
 
-Tasks: the difficulty suite (:mod:`synergy_lens.dynamics.tasks`, ``generate_tasks`` and
-``score_answer``) when it is installed, else a small built-in arithmetic set
+Tasks: the graded suite (:mod:`synergy_lens.record.tasks`, ``generate_tasks`` and
+``score_answer``) by default, or the small built-in arithmetic set
 (:func:`builtin_arithmetic`, "What is 3 + 4? Answer with just the number.").
 
 :func:`layer_skip_sweep` skips every layer in turn (:func:`~.ablate.skip_layers`) and
@@ -53,6 +53,7 @@ from synergy_lens.intervene.ablate import (
 from synergy_lens.intervene.divergence import _divergences, score_orders, teacher_forced_sequences
 from synergy_lens.intervene.heads import head_label
 from synergy_lens.models.adapter import ModelAdapter, adapt
+from synergy_lens.record.tasks import generate_tasks, score_answer
 from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
@@ -99,11 +100,7 @@ def _score_builtin(task: Any, completion: str) -> bool:
 
 
 def default_tasks(n: int = 40, *, level: int = 1, family: str = "arithmetic", seed: int = 0) -> list[Any]:
-    """The difficulty suite's tasks when available, else :func:`builtin_arithmetic`."""
-    try:
-        from synergy_lens.dynamics.tasks import generate_tasks
-    except ImportError:
-        return list(builtin_arithmetic(n, seed=seed))
+    """``n`` tasks of the graded suite (:func:`synergy_lens.record.tasks.generate_tasks`)."""
     return list(generate_tasks(family, level, n, seed=seed))
 
 
@@ -111,12 +108,7 @@ def _scorer(tasks: Sequence[Any], scorer: Callable[[Any, str], bool] | None) -> 
     if scorer is not None:
         return scorer
     if tasks and not isinstance(tasks[0], ArithmeticTask):
-        try:
-            from synergy_lens.dynamics.tasks import score_answer
-
-            return score_answer
-        except ImportError:
-            pass
+        return score_answer
     return _score_builtin
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synergy_lens.dynamics import tasks as T
-from synergy_lens.dynamics.tasks import (
+from synergy_lens.record import tasks as T
+from synergy_lens.record.tasks import (
     FAMILIES,
     Task,
     accuracy_table,

@@ -50,7 +50,7 @@ from typing import Any, TypeAlias
 import pandas as pd
 
 from synergy_lens._binomial import wilson_interval
-from synergy_lens.dynamics._solvers import (
+from synergy_lens.record._solvers import (
     EASY_LIST_PRIMITIVES,
     LIST_DESCRIPTIONS,
     LIST_PRIMITIVES,
