@@ -716,8 +716,9 @@ def _print_ablation(curve: Any) -> None:
 
 def cmd_difficulty(args: argparse.Namespace) -> int:
     """``synergy-lens difficulty``: run the study, save results and figures into ``--out``."""
-    from synergy_lens.dynamics.study import difficulty_study, summary_text, write_figures
+    from synergy_lens.dynamics.study import difficulty_study, summary_text
     from synergy_lens.runfolder import lock_folder
+    from synergy_lens.view.dynamics import write_figures
 
     _check_device(args.device)
     _check_out_dir(args.out)

@@ -415,29 +415,6 @@ def _transition(levels: list[int], values: list[float], boot: Tensor) -> Transit
         return transition_point(x, y[ok], b if len(b) >= 2 else None)
 
 
-def write_figures(study: DifficultyStudy, out: str | Path) -> list[Path]:
-    """The study's figures (from :mod:`synergy_lens.view.dynamics`) as HTML files in ``out``.
-
-    Files: ``accuracy``, ``order_parameters``, ``residual_flow`` (when the study has flows)
-    and ``embedding_layer`` / ``embedding_score`` (when it has embeddings). They share one
-    ``plotly.min.js`` written beside them, so they open offline.
-    """
-    from synergy_lens.view import dynamics as V
-
-    figs = {"accuracy": V.plot_accuracy_levels(study), "order_parameters": V.plot_order_parameter(study)}
-    if study.flows:
-        figs["residual_flow"] = V.plot_residual_flow(study)
-    if study.embeddings:
-        figs["embedding_layer"] = V.plot_embedding(study, "layer")
-        figs["embedding_score"] = V.plot_embedding(study, "score")
-    paths = []
-    for name, fig in figs.items():
-        path = Path(out) / f"{name}.html"
-        fig.write_html(path, include_plotlyjs="directory")
-        paths.append(path)
-    return paths
-
-
 def summary_text(study: DifficultyStudy) -> str:
     """A short plain-text summary: accuracy, order parameters and transitions per level."""
     acc = study.accuracy[study.accuracy.family == "all"].set_index("level")["accuracy"]
