@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens.models._decoding import verify
 from synergy_lens.units import unit_label, unit_labels
 
 __all__ = ["ModelAdapter", "adapt", "BosPolicy", "is_transformer_lens_model"]
@@ -278,9 +279,7 @@ class ModelAdapter:
         Once per model object; call it before adding hooks that record or change
         activations, since the check runs a few forward passes of its own.
         """
-        from synergy_lens.models.selfcheck import check_cached_decoding
-
-        check_cached_decoding(self)
+        verify(self)
 
     def _next_token(
         self, logits: Tensor, do_sample: bool, temperature: float, gen: torch.Generator

@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import torch
 from jaxtyping import Float
@@ -34,6 +34,7 @@ from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
+    Aggregate,
     DegenerateReport,
     add_jitter,
     atoms_from_windows,
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STREAM_ABOVE_UNITS", "Aggregate", "HeadActivityLike", "PhiIDResult", "decompose"]
 
-Aggregate = Literal["mean_over_prompts", "pooled"]
-"""How prompts are combined; see the module docstring."""
 
 _FORMAT = "synergy_lens.PhiIDResult/1"
 

@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index, mobius_matrix
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
+    Aggregate,
     add_jitter,
     check_series,
     degenerate_message,
@@ -70,7 +71,6 @@ from synergy_lens.phiid.estimate import (
 from synergy_lens.phiid.gaussian import closed_form_block, default_chunk_pairs
 from synergy_lens.phiid.local import DEFAULT_LOCAL_CHUNK, corr4, local_block
 from synergy_lens.phiid.redundancy import RedundancyFunction, get_redundancy
-from synergy_lens.phiid.result import Aggregate
 from synergy_lens.phiid.stats import CONSTANT_RTOL
 from synergy_lens.phiid.summaries import PairSummaries
 
