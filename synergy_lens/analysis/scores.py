@@ -95,6 +95,7 @@ from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._registry import Registry
 from synergy_lens.analysis.core import Core, select_core
 from synergy_lens.phiid.summaries import PairSummaries
 from synergy_lens.units import normalised_depth
@@ -227,13 +228,17 @@ def _synergy_fraction(sts: Tensor, rtr: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- registry
 
-SCORES: dict[str, ScoreFn] = {
-    "rank_gradient": rank_gradient,
-    "syn_minus_red": syn_minus_red,
-    "synergy_fraction": _synergy_fraction,
-    "mean_sts": lambda sts, rtr: head_mean(sts),
-    "mean_rtr": lambda sts, rtr: head_mean(rtr),
-}
+SCORES: Registry[ScoreFn] = Registry(
+    "score",
+    hint="add one with register_score",
+    entries=[
+        ("rank_gradient", rank_gradient),
+        ("syn_minus_red", syn_minus_red),
+        ("synergy_fraction", _synergy_fraction),
+        ("mean_sts", lambda sts, rtr: head_mean(sts)),
+        ("mean_rtr", lambda sts, rtr: head_mean(rtr)),
+    ],
+)
 """Registry of per-head scores, name -> ``fn(sts, rtr) -> [..., unit]``."""
 
 
@@ -243,27 +248,14 @@ def register_score(name: str, fn: ScoreFn | None = None, *, overwrite: bool = Fa
     ``fn(sts, rtr)`` gets ``[..., unit, unit]`` atoms (diagonal NaN, possibly with leading
     batch dims) and must return ``[..., unit]`` where larger means more synergistic.
     """
-
-    def add(f: ScoreFn) -> ScoreFn:
-        if name in SCORES and not overwrite:
-            raise ValueError(
-                f"score {name!r} is already registered; pass overwrite=True to replace it"
-            )
-        SCORES[name] = f
-        return f
-
-    return add if fn is None else add(fn)
+    return SCORES.register(name, fn, overwrite=overwrite)
 
 
 def get_score(score: str | ScoreFn) -> tuple[str, ScoreFn]:
     """``(name, fn)`` for a registered name or a callable (named after ``fn.__name__``)."""
     if callable(score):
         return getattr(score, "__name__", "custom"), score
-    if score not in SCORES:
-        raise ValueError(
-            f"unknown score {score!r}; registered: {sorted(SCORES)} (add one with register_score)"
-        )
-    return score, SCORES[score]
+    return score, SCORES[score]  # an unknown name raises, listing the registered ones
 
 
 # ----------------------------------------------------------------------------- result
