@@ -394,17 +394,8 @@ def layer_profile(
                 f"these HeadScores hold score {source.score!r}; pass the PhiIDResult to profile {score!r}"
             )
         raw = torch.nanmean(source.values, dim=-1)
-        return _finish(
-            source.score,
-            raw,
-            None,
-            minmax=minmax,
-            alpha=alpha,
-            n_boot=0,
-            seed=seed,
-            spearman=source.spearman,
-            meta=dict(source.meta),
-        )
+        return _finish(source.score, raw, None, minmax=minmax, alpha=alpha, n_boot=0, seed=seed,
+                       spearman=source.spearman, meta=dict(source.meta))
     name, fn = get_score(score or "rank_gradient")
     scores = synergy_scores(source, score=score or "rank_gradient")
     raw = torch.nanmean(scores.values, dim=-1)
@@ -430,14 +421,5 @@ def layer_profile(
             head = bootstrap_head_scores(per_sts, per_rtr, fn, counts, chunk=chunk)
             boot_raw = layer_means(head, scores.n_layers, scores.n_heads)
     meta = {**scores.meta, "n_prompts": None if per_sts is None else int(per_sts.shape[0])}
-    return _finish(
-        name,
-        raw,
-        boot_raw,
-        minmax=minmax,
-        alpha=alpha,
-        n_boot=n_boot,
-        seed=seed,
-        spearman=scores.spearman,
-        meta=meta,
-    )
+    return _finish(name, raw, boot_raw, minmax=minmax, alpha=alpha, n_boot=n_boot, seed=seed,
+                   spearman=scores.spearman, meta=meta)

@@ -568,14 +568,7 @@ def synergy_scores(
     if isinstance(result, PairSummaries):  # streamed (phiid.stream): from per-unit means
         return _streamed_scores(result, score)
     name, fn = get_score(score)
-    sts = torch.as_tensor(result.sts).to(torch.float64)
-    rtr = torch.as_tensor(result.rtr).to(torch.float64)
-    n_layers, n_heads = int(result.n_layers), int(result.n_heads)
-    if sts.shape != (n_layers * n_heads,) * 2 or rtr.shape != sts.shape:
-        raise ValueError(
-            f"sts/rtr must be [unit, unit] with unit = n_layers * n_heads = {n_layers * n_heads}, "
-            f"got {tuple(sts.shape)} and {tuple(rtr.shape)}"
-        )
+    sts, rtr, n_layers, n_heads = _checked_atoms(result)
     labels = list(result.labels)
     mask = _unit_mask(unstable, labels, n_layers * n_heads)
     if exclude and mask is not None and bool(mask.any()):
@@ -594,12 +587,8 @@ def synergy_scores(
         )
     rho, p = _spearman(mean_sts.cpu(), mean_rtr.cpu())
     meta_in = dict(getattr(result, "meta", {}) or {})
-    meta = {
-        "model_name": meta_in.get("model_name", ""),
-        "n_prompts": meta_in.get("n_prompts"),
-        "tau": getattr(result, "tau", None),
-        "redundancy": getattr(result, "redundancy", None),
-    }
+    meta = {"model_name": meta_in.get("model_name", ""), "n_prompts": meta_in.get("n_prompts"),
+            "tau": getattr(result, "tau", None), "redundancy": getattr(result, "redundancy", None)}
     return HeadScores(
         mean_sts=_grid(mean_sts, n_layers, n_heads),
         mean_rtr=_grid(mean_rtr, n_layers, n_heads),
@@ -616,6 +605,19 @@ def synergy_scores(
         excluded=bool(exclude and mask is not None and mask.any()),
         agreement=score_agreement(sts, rtr),
     )
+
+
+def _checked_atoms(result: Any) -> tuple[Tensor, Tensor, int, int]:
+    """``(sts, rtr, n_layers, n_heads)`` of a result, float64, checked to be ``[unit, unit]``."""
+    sts = torch.as_tensor(result.sts).to(torch.float64)
+    rtr = torch.as_tensor(result.rtr).to(torch.float64)
+    n_layers, n_heads = int(result.n_layers), int(result.n_heads)
+    if sts.shape != (n_layers * n_heads,) * 2 or rtr.shape != sts.shape:
+        raise ValueError(
+            f"sts/rtr must be [unit, unit] with unit = n_layers * n_heads = {n_layers * n_heads}, "
+            f"got {tuple(sts.shape)} and {tuple(rtr.shape)}"
+        )
+    return sts, rtr, n_layers, n_heads
 
 
 def find_core(source: Any, q: float = 0.25, *, score: str | None = None) -> Core:
