@@ -73,6 +73,8 @@ from synergy_lens.dynamics.embedding import (
 from synergy_lens.dynamics.flow import Positions, ResidualFlow, residual_flow
 from synergy_lens.dynamics.order import TransitionPoint, transition_point
 from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, LevelSummary, run_level
+from synergy_lens.models.adapter import adapt
+from synergy_lens.record.tasks import FAMILIES
 from synergy_lens.units import normalised_depth
 
 __all__ = [
@@ -302,20 +304,7 @@ def difficulty_study(
         checkpoint: with ``out``, checkpoint each level's recording after every batch.
         progress: progress bars.
     """
-    from synergy_lens.models.adapter import adapt
-    from synergy_lens.record.tasks import FAMILIES
-
-    level_list = sorted({int(v) for v in levels})
-    if not level_list:
-        raise ValueError("levels is empty: pass e.g. levels=(1, 2, 3, 4, 5)")
-    family_list = list(FAMILIES) if families is None else list(families)
-    unknown = [f for f in family_list if f not in FAMILIES]
-    if unknown:
-        raise ValueError(f"unknown task families {unknown}; known: {list(FAMILIES)}")
-    if min_steps <= tau + 2:
-        raise ValueError(f"min_steps={min_steps} must exceed tau + 2 = {tau + 2} (PhiID needs that many steps)")
-    if flow_positions not in ("all", "generated"):
-        raise ValueError(f"flow_positions must be 'all' or 'generated', got {flow_positions!r}")
+    level_list, family_list = _checked_levels(levels, families, min_steps, tau, flow_positions)
     adapter = adapt(model)
     settings = {
         "model_name": adapter.name, "weights": _weights_digest(adapter.model), "families": family_list,
@@ -340,6 +329,24 @@ def difficulty_study(
     if folder is not None:
         study.save(folder)
     return study
+
+
+def _checked_levels(
+    levels: Sequence[int], families: Sequence[str] | None, min_steps: int, tau: int, flow_positions: str
+) -> tuple[list[int], list[str]]:
+    """The sorted distinct levels and the task families of a study, its settings checked."""
+    level_list = sorted({int(v) for v in levels})
+    if not level_list:
+        raise ValueError("levels is empty: pass e.g. levels=(1, 2, 3, 4, 5)")
+    family_list = list(FAMILIES) if families is None else list(families)
+    unknown = [f for f in family_list if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; known: {list(FAMILIES)}")
+    if min_steps <= tau + 2:
+        raise ValueError(f"min_steps={min_steps} must exceed tau + 2 = {tau + 2} (PhiID needs that many steps)")
+    if flow_positions not in ("all", "generated"):
+        raise ValueError(f"flow_positions must be 'all' or 'generated', got {flow_positions!r}")
+    return level_list, family_list
 
 
 def _weights_digest(model: Any, samples: int = 1024) -> str:

@@ -249,16 +249,8 @@ def accuracy_under_ablation(
     tasks = list(tasks) if tasks is not None else default_tasks()
     score_fn = _scorer(tasks, scorer)
     k = max(1, round(fraction * adapter.n_units))
-    orders = score_orders(scores, adapter.n_layers, adapter.n_heads)
     state = prepare_reference(adapter, mode, reference) if method == "ablate" else None
-    sets: list[tuple[str, int, list[tuple[int, int]]]] = [
-        ("clean", -1, []),
-        ("synergistic", seed, orders["synergy-first"][:k]),
-        ("redundant", seed, orders["redundancy-first"][:k]),
-    ]
-    for s in range(n_random):
-        perm = torch.randperm(adapter.n_units, generator=torch.Generator().manual_seed(seed + s))
-        sets.append(("random", seed + s, [(u // adapter.n_heads, u % adapter.n_heads) for u in perm[:k].tolist()]))
+    sets = _head_sets(adapter, scores, k, seed, n_random)
     ids = _prompt_ids(adapter, tasks, chat_template)
     it = sets
     if progress:
@@ -284,6 +276,23 @@ def accuracy_under_ablation(
             "model_name": adapter.name, "max_new_tokens": max_new_tokens,
         },
     )
+
+
+def _head_sets(
+    adapter: ModelAdapter, scores: Any, k: int, seed: int, n_random: int
+) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """``(condition, seed, heads)``: clean, the top ``k`` synergistic and redundant heads, and
+    ``n_random`` random sets of ``k`` (seeds ``seed + i``)."""
+    orders = score_orders(scores, adapter.n_layers, adapter.n_heads)
+    sets: list[tuple[str, int, list[tuple[int, int]]]] = [
+        ("clean", -1, []),
+        ("synergistic", seed, orders["synergy-first"][:k]),
+        ("redundant", seed, orders["redundancy-first"][:k]),
+    ]
+    for s in range(n_random):
+        perm = torch.randperm(adapter.n_units, generator=torch.Generator().manual_seed(seed + s))
+        sets.append(("random", seed + s, [(u // adapter.n_heads, u % adapter.n_heads) for u in perm[:k].tolist()]))
+    return sets
 
 
 # ----------------------------------------------------------------------------- layer skipping
