@@ -65,6 +65,7 @@ check: env
 	$(VENV)/bin/python locks/lockfile.py check
 	$(VENV)/bin/ruff check synergy_lens tests benchmarks locks
 	$(VENV)/bin/mypy synergy_lens
+	$(VENV)/bin/lint-imports --no-logo
 
 # Re-resolve the locks (pip-tools, in its own venv). Keeps the current pins that are still
 # allowed; `make lock LOCK_ARGS=--upgrade` moves every package to its newest allowed version.

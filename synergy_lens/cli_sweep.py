@@ -24,7 +24,7 @@ __all__ = ["add_sweep_parser", "cmd_sweep"]
 
 
 def add_sweep_parser(sub: Any) -> None:
-    from synergy_lens.cli import _add_output_flags, _Formatter, _int_at_least, add_fields
+    from synergy_lens.cli_common import _add_output_flags, _Formatter, _int_at_least, add_fields
     from synergy_lens.configs import SweepConfig
 
     p = sub.add_parser("sweep", formatter_class=_Formatter, help="the analysis over training checkpoints",
@@ -49,7 +49,7 @@ def add_sweep_parser(sub: Any) -> None:
 
 
 def _source(args: argparse.Namespace, out: Path) -> tuple[list[str], Any]:
-    from synergy_lens.cli import CLIError
+    from synergy_lens.cli_common import CLIError
     from synergy_lens.sweep import hub_checkpoints, local_checkpoints
 
     chosen = [bool(args.checkpoints), bool(args.hub), bool(args.train_demo)]
@@ -92,7 +92,7 @@ def _demo_marks(steps: int) -> list[int]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import torch
 
-    from synergy_lens.cli import _load_prompts
+    from synergy_lens.cli_common import _load_prompts
     from synergy_lens.configs import SweepConfig, fields_of
     from synergy_lens.distributed import is_main, launched_by_torchrun
     from synergy_lens.sweep import checkpoint_sweep

@@ -40,6 +40,7 @@ __all__ = [
     "hook_resid_post",
     "Z_AXES",
     "PATTERN_AXES",
+    "StopForward",
 ]
 
 Z_AXES = ("batch", "pos", "head", "d_head")
@@ -54,6 +55,14 @@ class HookFn(Protocol):
 
 FwdHook = tuple[str, Callable[..., Any]]
 """A ``(hook_name, hook_fn)`` pair, as passed to ``model.hooks(fwd_hooks=[...])``."""
+
+
+class StopForward(Exception):
+    """Raised by a hook once everything wanted is recorded: the rest of the network is skipped.
+
+    The caller runs the forward pass inside ``try: ... except StopForward: pass`` (the hooks
+    are removed by ``model.hooks``'s ``finally`` either way).
+    """
 
 
 def hook_z(layer: int) -> str:

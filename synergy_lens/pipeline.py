@@ -206,9 +206,9 @@ def _rank0_rest(
 ) -> None:
     """Steps 6-7 (rank 0): layer summary, graph topology, the control model, the views' data."""
     from synergy_lens.analysis import topology_table
+    from synergy_lens.analysis.tables import layer_summary
     from synergy_lens.models.adapter import adapt
-    from synergy_lens.view.circuits import head_attention, token_strings
-    from synergy_lens.view.report import layer_summary
+    from synergy_lens.record.attention import head_attention, token_strings
 
     an = config.analysis
     run.add("layer_summary", layer_summary(scores, run.get(f"profile_{an.score}"), run.get("core")))

@@ -6,8 +6,8 @@ The stage of the pipeline after ``decompose`` (papers (A) arXiv 2603.29735 and (
 
 - ``scores``: :func:`synergy_scores` -> :class:`HeadScores` (mean sts/rtr, rank gradient,
   (B)'s released ``syn_minus_red``, synergy fraction, the syn/red Spearman, agreement
-  between scores), score registry :data:`SCORES`.
-- ``core``: :func:`find_core` -> :class:`Core` (abstract vs memory heads; exports to
+  between scores), score registry :data:`SCORES`; :func:`find_core` -> :class:`Core`.
+- ``core``: :class:`Core` (abstract vs memory heads; exports to
   TransformerLens hook names, head masks, patching ``index_df`` and ``fwd_hooks``).
 - ``profile``: :func:`layer_profile` -> :class:`LayerProfile` (bootstrap band over
   prompts, inverted-U index with CI).
@@ -30,7 +30,7 @@ from synergy_lens.analysis.controls import (
     perturb_weights,
     random_init_like,
 )
-from synergy_lens.analysis.core import Core, find_core
+from synergy_lens.analysis.core import Core
 from synergy_lens.analysis.energy import (
     ENERGY_DEFINITIONS,
     LayerEnergy,
@@ -44,6 +44,7 @@ from synergy_lens.analysis.scores import (
     SCORES,
     HeadScores,
     ScoreName,
+    find_core,
     head_mean,
     ordinal_rank,
     pair_fraction,

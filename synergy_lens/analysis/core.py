@@ -5,7 +5,8 @@ What and why
 Paper (B) (arXiv 2601.06851) calls the most synergy-dominated heads the *synergistic core*
 and tests it by ablating the top 25% of heads by rank gradient; paper (A) (arXiv 2603.29735)
 splits heads into *abstract* (synergy-dominated) and *memory* (redundancy-dominated) heads.
-:func:`find_core` returns both groups from one score:
+:func:`~synergy_lens.analysis.scores.find_core` (or ``HeadScores.core``) returns both groups
+from one score:
 
 - **abstract** (the core): the top ``q`` fraction of heads by score,
 - **memory**: the bottom ``q`` fraction (the most redundancy-dominated for
@@ -42,12 +43,12 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 from synergy_lens._io import load_payload, save_payload
-from synergy_lens.analysis.scores import HeadScores, synergy_scores
+from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Core", "Group", "find_core"]
+__all__ = ["Core", "Group", "select_core"]
 
 Group = Literal["abstract", "memory"]
 """``"abstract"``: top-q heads by score (the synergistic core); ``"memory"``: bottom-q."""
@@ -106,7 +107,7 @@ class Core:
 
     def labels_of(self, group: Group = "abstract") -> list[str]:
         """``["L5H3", ...]`` of the group, strongest first."""
-        return [f"L{layer}H{h}" for layer, h in self.pairs(group)]
+        return [unit_label(layer, h) for layer, h in self.pairs(group)]
 
     def to_hook_names(self, group: Group = "abstract") -> list[str]:
         """The ``blocks.{L}.attn.hook_z`` names of the layers holding the group's heads.
@@ -194,33 +195,18 @@ class Core:
         raise ValueError(f"group must be 'abstract' or 'memory', got {group!r}")
 
 
-def find_core(source: Any, q: float = 0.25, *, score: str | None = None) -> Core:
-    """The synergistic core (abstract heads) and the memory heads.
+def select_core(
+    values: Float[Tensor, "layer head"], q: float, *, score: str, labels: list[str]
+) -> Core:
+    """The top-``q`` heads by ``values`` (abstract) and the bottom-``q`` heads (memory).
 
-    Args:
-        source: :class:`~synergy_lens.analysis.scores.HeadScores`, or a ``PhiIDResult``
-            (scored with ``score``, default ``"rank_gradient"``).
-        q: fraction of heads per group, in (0, 0.5]; paper (B) ablates the top 25%.
-        score: the score to rank by when ``source`` is a ``PhiIDResult``. A ``HeadScores``
-            is used as it is (its own ``score``); naming another score then is an error.
-
-    Returns:
-        A :class:`Core`; ``k = ceil(q * n_valid)`` heads per group, ties broken by unit index.
+    ``k = ceil(q * n_valid)`` heads per group, NaN heads never chosen, ties broken by unit
+    index. :func:`~synergy_lens.analysis.scores.find_core` and ``HeadScores.core`` call it.
     """
     if not 0 < q <= 0.5:
         raise ValueError(
             f"q must be in (0, 0.5] so the abstract and memory groups cannot overlap, got {q}"
         )
-    if isinstance(source, HeadScores):
-        if score is not None and score != source.score:
-            raise ValueError(
-                f"these HeadScores were computed with score={source.score!r}; recompute them with "
-                f"synergy_scores(result, score={score!r}) or pass the PhiIDResult"
-            )
-        scores = source
-    else:
-        scores = synergy_scores(source, score=score or "rank_gradient")
-    values = scores.values
     flat = values.flatten()
     valid = [u for u in range(flat.numel()) if math.isfinite(float(flat[u]))]
     k = math.ceil(q * len(valid) - 1e-9)
@@ -236,7 +222,7 @@ def find_core(source: Any, q: float = 0.25, *, score: str | None = None) -> Core
         values=values.clone(),
         abstract=abstract.reshape(values.shape),
         memory=memory.reshape(values.shape),
-        score=scores.score,
+        score=score,
         q=q,
-        labels=list(scores.labels),
+        labels=list(labels),
     )

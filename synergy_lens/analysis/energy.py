@@ -38,6 +38,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._registry import Registry
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,26 +70,21 @@ def _compute_weighted(v: Tensor, ctx: dict[str, Any]) -> Tensor:
     return (weights[:, None] * v.pow(2).sum(-1)).sum(0) / weights.sum()
 
 
-ENERGY_DEFINITIONS: dict[str, EnergyFn] = {
-    "mean_sq_norm": _mean_sq_norm,
-    "per_dim": _per_dim,
-    "compute_weighted": _compute_weighted,
-}
+ENERGY_DEFINITIONS: Registry[EnergyFn] = Registry(
+    "energy definition",
+    hint="add one with register_energy",
+    entries=[
+        ("mean_sq_norm", _mean_sq_norm),
+        ("per_dim", _per_dim),
+        ("compute_weighted", _compute_weighted),
+    ],
+)
 """Registry of layer-energy definitions (module docstring)."""
 
 
 def register_energy(name: str, fn: EnergyFn | None = None, *, overwrite: bool = False) -> Any:
     """Add a layer-energy definition; usable as a decorator."""
-
-    def add(f: EnergyFn) -> EnergyFn:
-        if name in ENERGY_DEFINITIONS and not overwrite:
-            raise ValueError(
-                f"energy definition {name!r} exists; pass overwrite=True to replace it"
-            )
-        ENERGY_DEFINITIONS[name] = f
-        return f
-
-    return add if fn is None else add(fn)
+    return ENERGY_DEFINITIONS.register(name, fn, overwrite=overwrite)
 
 
 @dataclass
@@ -158,12 +155,8 @@ def layer_energy(activity: Any, *, definition: str | EnergyFn = "mean_sq_norm") 
     """
     if callable(definition):
         name, fn = getattr(definition, "__name__", "custom"), definition
-    elif definition in ENERGY_DEFINITIONS:
-        name, fn = definition, ENERGY_DEFINITIONS[definition]
     else:
-        raise ValueError(
-            f"unknown energy definition {definition!r}; registered: {sorted(ENERGY_DEFINITIONS)}"
-        )
+        name, fn = definition, ENERGY_DEFINITIONS[definition]  # unknown: lists the registered
     values = torch.as_tensor(activity.values).to(torch.float64)
     if values.ndim != 4:
         raise ValueError(
@@ -185,11 +178,7 @@ def layer_energy(activity: Any, *, definition: str | EnergyFn = "mean_sq_norm") 
         }
         rows.append(fn(v, ctx))
     per_prompt = torch.stack(rows)
-    depth = (
-        torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        if n_layers > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    depth = normalised_depth(n_layers)
     return LayerEnergy(
         definition=name,
         values=per_prompt.mean(0),

@@ -50,8 +50,9 @@ from synergy_lens.analysis.profile import (
     minmax_scale,
     u_index,
 )
-from synergy_lens.analysis.scores import get_score
+from synergy_lens.analysis.scores import _unit_mask, find_core, get_score, synergy_scores
 from synergy_lens.analysis.surrogates import SurrogateTest, surrogate_test
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,11 +91,7 @@ def index_null(
     """
     k = test._score(score)
     n_layers, n_heads = test.n_layers, test.n_heads
-    depth = (
-        torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        if n_layers > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    depth = normalised_depth(n_layers)
     aligned = _profile_index(test.aligned[k], n_layers, n_heads, depth)
     null_prof = minmax_scale(layer_means(test.null[:, k].reshape(test.n_surrogates, -1), n_layers, n_heads))
     null_index = torch.tensor(
@@ -304,30 +301,69 @@ def headline(
     Returns:
         ``(Headline, SurrogateTest)``.
     """
-    from synergy_lens.analysis.core import find_core
-    from synergy_lens.analysis.scores import _unit_mask, synergy_scores
-
     scores = list(scores)
     labels = list(result.labels)
     mask = _unit_mask(unstable, labels, len(labels))
     drop = mask if (exclude and mask is not None) else None
     if test is None:
-        tested = ["mean_sts", "mean_rtr", *[s for s in scores if s not in ("mean_sts", "mean_rtr")]]
-        test = surrogate_test(
-            activity,
-            n_surrogates=n_surrogates,
-            method=method,  # type: ignore[arg-type]
-            scores=[_excluding(s, drop) for s in tested],
-            fdr=fdr,
-            pvalue=("gaussian" if n_surrogates < 100 else "empirical") if head_pvalue == "auto" else head_pvalue,  # type: ignore[arg-type]
-            tau=int(getattr(result, "tau", 1)),
-            redundancy=str(getattr(result, "redundancy", "MMI")),
-            seed=seed,
-            batch=surrogate_batch(len(labels)),
-            progress=progress,
-            distributed=distributed,
-        )
-    profiles = dict(profiles or {})
+        pvalue = ("gaussian" if n_surrogates < 100 else "empirical") if head_pvalue == "auto" else head_pvalue
+        test = _surrogate_null(activity, result, scores, drop, n_surrogates=n_surrogates, method=method,
+                               fdr=fdr, pvalue=pvalue, seed=seed, progress=progress, distributed=distributed)
+    rows = _score_rows(result, test, scores, dict(profiles or {}), drop, n_boot=n_boot, alpha=alpha, seed=seed)
+    core_score = core_score or scores[0]
+    core = find_core(synergy_scores(result, score=core_score, unstable=unstable, exclude=exclude), q=q)
+    core_labels, core_q = _core_q(core, test, labels)
+    prof_t = torch.stack([torch.as_tensor(p, dtype=torch.float64) for p in rows["prof"]])
+    agreement = {a: {b: _pearson(prof_t[i], prof_t[j]) for j, b in enumerate(scores)}
+                 for i, a in enumerate(scores)}
+
+    def vec(key: str) -> Tensor:
+        return torch.tensor(rows[key], dtype=torch.float64)
+
+    hl = Headline(
+        scores=scores, index=vec("index"), ci_low=vec("lo"), ci_high=vec("hi"),
+        aligned_index=vec("aligned"), null_index=torch.stack(rows["null"], dim=1), p=vec("p"),
+        profile=prof_t,
+        low=torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows["low"]]),
+        high=torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows["high"]]),
+        null_profile_mean=torch.stack(rows["null_prof"]),
+        core=core_labels, core_q=core_q, core_score=core_score, fdr=fdr, alpha=alpha,
+        n_surrogates=test.n_surrogates, method=test.method, seed=seed, tau=test.tau,
+        redundancy=test.redundancy, agreement=agreement,
+        unstable=[] if mask is None else [lab for lab, b in zip(labels, mask.tolist()) if b],
+        meta={"excluded": bool(drop is not None and drop.any()), "n_boot": n_boot, "head_pvalue": test.pvalue},
+    )
+    return hl, test
+
+
+def _surrogate_null(
+    activity: Any, result: Any, scores: list[str], drop: Tensor | None, *, n_surrogates: int,
+    method: str, fdr: float, pvalue: str, seed: int, progress: bool, distributed: bool = False,
+) -> SurrogateTest:
+    """The surrogate test of ``mean_sts``, ``mean_rtr`` and ``scores`` (unstable heads dropped)."""
+    tested = ["mean_sts", "mean_rtr", *[s for s in scores if s not in ("mean_sts", "mean_rtr")]]
+    return surrogate_test(
+        activity,
+        n_surrogates=n_surrogates,
+        method=method,  # type: ignore[arg-type]
+        scores=[_excluding(s, drop) for s in tested],
+        fdr=fdr,
+        pvalue=pvalue,  # type: ignore[arg-type]
+        tau=int(getattr(result, "tau", 1)),
+        redundancy=str(getattr(result, "redundancy", "MMI")),
+        seed=seed,
+        batch=surrogate_batch(len(result.labels)),
+        progress=progress,
+        distributed=distributed,
+    )
+
+
+def _score_rows(
+    result: Any, test: SurrogateTest, scores: list[str], profiles: dict[str, LayerProfile],
+    drop: Tensor | None, *, n_boot: int, alpha: float, seed: int,
+) -> dict[str, list[Any]]:
+    """Per score: the profile's index and CI, the aligned index against its null and p, the
+    profile with its band, and the null's mean profile (profiles computed when missing)."""
     rows: dict[str, list[Any]] = {k: [] for k in ("index", "lo", "hi", "aligned", "null", "p", "prof",
                                                  "low", "high", "null_prof")}
     for s in scores:
@@ -335,7 +371,6 @@ def headline(
         if prof is None:
             prof = layer_profile(result, score=_excluding(s, drop), n_boot=n_boot, alpha=alpha, seed=seed)
             prof.score = s
-            profiles[s] = prof
         aligned, null_index, null_prof = index_null(test, s)
         ci = prof.inverted_u_ci or (math.nan, math.nan)
         nan = torch.full_like(prof.values, math.nan)
@@ -349,45 +384,11 @@ def headline(
         rows["low"].append(prof.low if prof.low is not None else nan)
         rows["high"].append(prof.high if prof.high is not None else nan)
         rows["null_prof"].append(torch.nanmean(null_prof, 0))
-    core_score = core_score or scores[0]
-    core = find_core(synergy_scores(result, score=core_score, unstable=unstable, exclude=exclude), q=q)
+    return rows
+
+
+def _core_q(core: Any, test: SurrogateTest, labels: list[str]) -> tuple[list[str], Tensor]:
+    """The core's labels and the FDR-adjusted p of each one's mean sts against the null."""
     core_labels = core.labels_of("abstract")
     q_sts = test.q_head[test._score("mean_sts")].flatten()
-    core_q = torch.tensor([float(q_sts[labels.index(lab)]) for lab in core_labels], dtype=torch.float64)
-    prof_t = torch.stack([torch.as_tensor(p, dtype=torch.float64) for p in rows["prof"]])
-    agreement = {a: {b: _pearson(prof_t[i], prof_t[j]) for j, b in enumerate(scores)}
-                 for i, a in enumerate(scores)}
-
-    def vec(key: str) -> Tensor:
-        return torch.tensor(rows[key], dtype=torch.float64)
-
-    return (
-        Headline(
-            scores=scores,
-            index=vec("index"),
-            ci_low=vec("lo"),
-            ci_high=vec("hi"),
-            aligned_index=vec("aligned"),
-            null_index=torch.stack(rows["null"], dim=1),
-            p=vec("p"),
-            profile=prof_t,
-            low=torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows["low"]]),
-            high=torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows["high"]]),
-            null_profile_mean=torch.stack(rows["null_prof"]),
-            core=core_labels,
-            core_q=core_q,
-            core_score=core_score,
-            fdr=fdr,
-            alpha=alpha,
-            n_surrogates=test.n_surrogates,
-            method=test.method,
-            seed=seed,
-            tau=test.tau,
-            redundancy=test.redundancy,
-            agreement=agreement,
-            unstable=[] if mask is None else [lab for lab, b in zip(labels, mask.tolist()) if b],
-            meta={"excluded": bool(drop is not None and drop.any()), "n_boot": n_boot,
-                  "head_pvalue": test.pvalue},
-        ),
-        test,
-    )
+    return core_labels, torch.tensor([float(q_sts[labels.index(lab)]) for lab in core_labels], dtype=torch.float64)

@@ -6,7 +6,7 @@ Paper (B) (arXiv 2601.06851, Fig. 2) plots the mean synergy-redundancy rank grad
 each layer against normalised depth ``layer / (n_layers - 1)``, min-max scaled to [0, 1],
 and finds an inverted U: middle layers are the most synergistic. To compare profiles
 (trained vs control, one score vs another, model vs model) by one number we use the
-*inverted-U index* of ``synergy_lens.dynamics.order.inverted_u_index``: the mean of the
+*inverted-U index* (:func:`inverted_u_index`): the mean of the
 (scaled) profile over the middle third of depth minus its mean over the outer thirds.
 Positive = inverted U; with min-max scaling it lies in [-1, 1].
 
@@ -23,7 +23,7 @@ the prompts with replacement, average the per-prompt sts/rtr matrices of the res
 (``PhiIDResult.per_prompt_sts/rtr``), recompute the head scores (ranks included), the
 layer means, the scaling and the index. The band and the CI are the ``alpha/2`` and
 ``1 - alpha/2`` percentiles of the replicates (percentile bootstrap, Efron & Tibshirani
-1993, ch. 13, as ``dynamics.order.bootstrap_ci``). The resamples are drawn as prompt
+1993, ch. 13). The resamples are drawn as prompt
 *counts* and applied with one matrix product per chunk of replicates, so no Python loop
 runs over heads or prompts. The draws depend only on ``(seed, n_prompts, n_boot)``: two
 profiles of the same prompts with the same seed use the same resamples, which makes the
@@ -47,8 +47,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.analysis.scores import HeadScores, ScoreFn, get_score, synergy_scores
-from synergy_lens.dynamics.order import inverted_u_index
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +58,7 @@ __all__ = [
     "LayerProfile",
     "bootstrap_head_scores",
     "layer_means",
+    "inverted_u_index",
     "layer_profile",
     "minmax_scale",
     "resample_counts",
@@ -67,6 +69,57 @@ _FORMAT = "synergy_lens.LayerProfile/1"
 
 
 # ----------------------------------------------------------------------------- kernels
+
+
+def _finite_array(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; drop or impute those entries first")
+    return arr
+
+
+def inverted_u_index(
+    profile: Float[np.ndarray, " layer"] | Float[Tensor, " layer"] | Sequence[float],
+    depth: Float[np.ndarray, " layer"] | Float[Tensor, " layer"] | Sequence[float] | None = None,
+    *,
+    minmax: bool = False,
+) -> float:
+    """Middle-third mean minus outer-thirds mean of a layer profile.
+
+    Layers with normalised depth in [1/3, 2/3] (inclusive) are "middle", the rest
+    "outer"; the index is mean(profile[middle]) - mean(profile[outer]).  Positive = an
+    inverted U (middle layers highest), the signature of the synergistic core in
+    paper (B), Fig. 2; about 0 for flat or monotone-symmetric profiles.
+
+    Args:
+        profile: one value per layer, e.g. the mean synergy-redundancy gradient.
+        depth: normalised depth per layer in [0, 1]; default
+            :func:`~synergy_lens.units.normalised_depth` (layer l of L at l / (L - 1)).
+        minmax: min-max scale the profile to [0, 1] first (as the papers plot it), making
+            the index comparable across models; a constant profile then gives 0.
+
+    Example:
+        >>> inverted_u_index([0.0, 1.0, 1.0, 0.0], [0.0, 0.4, 0.6, 1.0])
+        1.0
+    """
+    p = _finite_array(profile, "profile").ravel()
+    d = normalised_depth(p.size).numpy() if depth is None else _finite_array(depth, "depth").ravel()
+    if d.shape != p.shape:
+        raise ValueError(f"profile and depth must have the same length, got {p.size} and {d.size}")
+    if np.any(d < 0) or np.any(d > 1):
+        raise ValueError("depth must be normalised to [0, 1]; use layer / (n_layers - 1)")
+    if minmax:
+        span = p.max() - p.min()
+        p = (p - p.min()) / span if span > 0 else np.zeros_like(p)
+    eps = 1e-12
+    middle = (d >= 1 / 3 - eps) & (d <= 2 / 3 + eps)
+    if not middle.any() or middle.all():
+        raise ValueError(
+            "need layers both inside and outside the middle third of depth; pass >= 3 layers"
+        )
+    return float(p[middle].mean() - p[~middle].mean())
 
 
 def layer_means(
@@ -87,7 +140,7 @@ def minmax_scale(profile: Float[Tensor, "... layer"]) -> Float[Tensor, "... laye
 
 
 def u_index(profile: Float[Tensor, " layer"], depth: Float[Tensor, " layer"]) -> float:
-    """:func:`~synergy_lens.dynamics.order.inverted_u_index` over the layers whose value is finite."""
+    """:func:`inverted_u_index` over the layers whose value is finite (NaN if it is undefined)."""
     p = torch.as_tensor(profile, dtype=torch.float64)
     ok = torch.isfinite(p)
     try:
@@ -122,20 +175,11 @@ def bootstrap_head_scores(
     ``chunk`` resamples are processed per matrix product (memory ~ ``chunk * unit^2 * 8 * 4`` bytes).
     """
     _, fn = get_score(score)
-    n_prompts, n_units, _ = per_prompt_sts.shape
-    flat = []
-    for m in (per_prompt_sts, per_prompt_rtr):
-        m = m.detach().to("cpu", torch.float64).reshape(n_prompts, -1)
-        defined = torch.isfinite(m)
-        flat.append((torch.where(defined, m, 0.0), defined.to(torch.float64)))
+    sts, rtr = PromptValues(per_prompt_sts), PromptValues(per_prompt_rtr)
     out = []
     for start in range(0, counts.shape[0], chunk):
-        c = counts[start : start + chunk].to(torch.float64)
-        means = []
-        for values, defined in flat:
-            num, den = c @ values, c @ defined
-            means.append((num / den).reshape(-1, n_units, n_units))  # 0 / 0 -> NaN
-        out.append(fn(means[0], means[1]).to(torch.float64))
+        c = counts[start : start + chunk]
+        out.append(fn(sts.mean(c), rtr.mean(c)).to(torch.float64))
     return torch.cat(out)
 
 
@@ -276,11 +320,7 @@ def _finish(
     meta: dict[str, Any],
 ) -> LayerProfile:
     n_layers = raw.shape[-1]
-    depth = (
-        torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        if n_layers > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    depth = normalised_depth(n_layers)
     values = minmax_scale(raw) if minmax else raw
     index = u_index(values, depth) if n_layers >= 3 else math.nan
     index_raw = u_index(raw, depth) if n_layers >= 3 else math.nan
@@ -354,17 +394,8 @@ def layer_profile(
                 f"these HeadScores hold score {source.score!r}; pass the PhiIDResult to profile {score!r}"
             )
         raw = torch.nanmean(source.values, dim=-1)
-        return _finish(
-            source.score,
-            raw,
-            None,
-            minmax=minmax,
-            alpha=alpha,
-            n_boot=0,
-            seed=seed,
-            spearman=source.spearman,
-            meta=dict(source.meta),
-        )
+        return _finish(source.score, raw, None, minmax=minmax, alpha=alpha, n_boot=0, seed=seed,
+                       spearman=source.spearman, meta=dict(source.meta))
     name, fn = get_score(score or "rank_gradient")
     scores = synergy_scores(source, score=score or "rank_gradient")
     raw = torch.nanmean(scores.values, dim=-1)
@@ -390,14 +421,5 @@ def layer_profile(
             head = bootstrap_head_scores(per_sts, per_rtr, fn, counts, chunk=chunk)
             boot_raw = layer_means(head, scores.n_layers, scores.n_heads)
     meta = {**scores.meta, "n_prompts": None if per_sts is None else int(per_sts.shape[0])}
-    return _finish(
-        name,
-        raw,
-        boot_raw,
-        minmax=minmax,
-        alpha=alpha,
-        n_boot=n_boot,
-        seed=seed,
-        spearman=scores.spearman,
-        meta=meta,
-    )
+    return _finish(name, raw, boot_raw, minmax=minmax, alpha=alpha, n_boot=n_boot, seed=seed,
+                   spearman=scores.spearman, meta=meta)

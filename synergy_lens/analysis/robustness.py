@@ -63,8 +63,9 @@ from synergy_lens.analysis.profile import (
     resample_counts,
     u_index,
 )
-from synergy_lens.analysis.scores import get_score, symmetrize
+from synergy_lens.analysis.scores import _unit_mask, get_score, symmetrize
 from synergy_lens.analysis.surrogates import SURROGATES, _min_shift, surrogate_test
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -392,8 +393,6 @@ def robustness(
         A :class:`Robustness` (``to_dataframe()`` is the table; ``view.plot_robustness``
         draws the small multiples).
     """
-    from synergy_lens.analysis.scores import _unit_mask
-
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown robustness variant(s) {unknown}; known: {sorted(VARIANTS)}")
@@ -403,11 +402,10 @@ def robustness(
     drop = mask if (exclude and mask is not None) else None
     fns = [(s, _named(s, get_score(_excluding(s, drop))[1])) for s in scores]
     n_layers = int(activity.n_layers)
-    depth = torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64) if n_layers > 1 else torch.zeros(1)
-    V, S = len(variants), len(scores)
-    nan_vs = torch.full((V, S), math.nan, dtype=torch.float64)
+    depth = normalised_depth(n_layers)
+    nan_vs = torch.full((len(variants), len(scores)), math.nan, dtype=torch.float64)
     t = {k: nan_vs.clone() for k in ("index", "lo", "hi", "p", "null")}
-    prof = torch.full((V, S, n_layers), math.nan, dtype=torch.float64)
+    prof = torch.full((len(variants), len(scores), n_layers), math.nan, dtype=torch.float64)
     null_prof = prof.clone()
     settings: dict[str, dict[str, Any]] = {}
     for v, name in enumerate(variants):
@@ -416,18 +414,12 @@ def robustness(
         tau = int(spec["tau"])
         series, keep = _variant_series(activity, bool(spec["detrend"]), max(4 * tau + 2, tau + 8))
         spec["n_prompts"] = len(keep)
-        if spec["aggregate"] == "pooled" and spec["redundancy"] != "MMI":
-            spec["skipped"] = "pooled statistics have a closed form only for MMI"
-            continue
-        min_prompts = 1 if spec["aggregate"] == "pooled" else 2
-        if len(keep) < min_prompts:
-            spec["skipped"] = f"fewer than {min_prompts} prompts have >= {4 * tau + 2} steps for tau = {tau}"
+        skipped = _skip_reason(spec, len(keep))
+        if skipped:
+            spec["skipped"] = skipped
             continue
         if name == "baseline" and baseline is not None and list(baseline.scores) == scores:
-            for s in range(S):
-                t["index"][v, s], t["lo"][v, s], t["hi"][v, s] = baseline.index[s], baseline.ci_low[s], baseline.ci_high[s]
-                t["p"][v, s], t["null"][v, s] = baseline.p[s], baseline.null_index[:, s].nanmean()
-                prof[v, s], null_prof[v, s] = baseline.profile[s], baseline.null_profile_mean[s]
+            _fill_from_baseline(t, prof, null_prof, v, baseline)
             spec["reused"] = "the run's headline test"
             continue
         kw = {"tau": tau, "redundancy": spec["redundancy"], "n_boot": n_boot, "alpha": alpha,
@@ -435,17 +427,42 @@ def robustness(
               "distributed": distributed}
         res = (_pooled_variant(series, fns, depth=depth, **kw) if spec["aggregate"] == "pooled"
                else _per_prompt_variant(series, scores, fns, **kw))
-        for s, score in enumerate(scores):
-            r = res[score]
-            t["index"][v, s], (t["lo"][v, s], t["hi"][v, s]) = r["index"], r["ci"]
-            t["p"][v, s] = r["p"]
-            t["null"][v, s] = r["null"].nanmean() if r["null"].numel() else math.nan
-            prof[v, s] = r["profile"]
-            if r["null_profile"] is not None:
-                null_prof[v, s] = r["null_profile"]
+        _fill(t, prof, null_prof, v, [res[score] for score in scores])
     return Robustness(
         variants=list(variants), scores=scores, settings=settings, index=t["index"], ci_low=t["lo"],
         ci_high=t["hi"], p=t["p"], null_mean=t["null"], profile=prof, null_profile=null_prof, alpha=alpha,
         n_surrogates=n_surrogates, n_boot=n_boot, seed=seed,
         meta={"excluded": [] if drop is None else [lab for lab, b in zip(labels, drop.tolist()) if b]},
     )
+
+
+def _skip_reason(spec: dict[str, Any], n_prompts: int) -> str | None:
+    """Why a variant cannot run on the prompts long enough for its tau (None: it can)."""
+    if spec["aggregate"] == "pooled" and spec["redundancy"] != "MMI":
+        return "pooled statistics have a closed form only for MMI"
+    min_prompts = 1 if spec["aggregate"] == "pooled" else 2
+    if n_prompts < min_prompts:
+        tau = int(spec["tau"])
+        return f"fewer than {min_prompts} prompts have >= {4 * tau + 2} steps for tau = {tau}"
+    return None
+
+
+def _fill_from_baseline(
+    t: dict[str, Tensor], prof: Tensor, null_prof: Tensor, v: int, baseline: Headline
+) -> None:
+    """Row ``v`` of the tables from the run's headline test (same scores, same settings)."""
+    for s in range(len(baseline.scores)):
+        t["index"][v, s], t["lo"][v, s], t["hi"][v, s] = baseline.index[s], baseline.ci_low[s], baseline.ci_high[s]
+        t["p"][v, s], t["null"][v, s] = baseline.p[s], baseline.null_index[:, s].nanmean()
+        prof[v, s], null_prof[v, s] = baseline.profile[s], baseline.null_profile_mean[s]
+
+
+def _fill(t: dict[str, Tensor], prof: Tensor, null_prof: Tensor, v: int, results: list[dict[str, Any]]) -> None:
+    """Row ``v`` of the tables from one variant's per-score results."""
+    for s, r in enumerate(results):
+        t["index"][v, s], (t["lo"][v, s], t["hi"][v, s]) = r["index"], r["ci"]
+        t["p"][v, s] = r["p"]
+        t["null"][v, s] = r["null"].nanmean() if r["null"].numel() else math.nan
+        prof[v, s] = r["profile"]
+        if r["null_profile"] is not None:
+            null_prof[v, s] = r["null_profile"]

@@ -95,12 +95,13 @@ from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._registry import Registry
+from synergy_lens.analysis.core import Core, select_core
 from synergy_lens.phiid.summaries import PairSummaries
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from synergy_lens.analysis.core import Core
 
 __all__ = [
     "SCORES",
@@ -108,6 +109,7 @@ __all__ = [
     "PairAtoms",
     "ScoreFn",
     "ScoreName",
+    "find_core",
     "get_score",
     "head_mean",
     "ordinal_rank",
@@ -226,13 +228,17 @@ def _synergy_fraction(sts: Tensor, rtr: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- registry
 
-SCORES: dict[str, ScoreFn] = {
-    "rank_gradient": rank_gradient,
-    "syn_minus_red": syn_minus_red,
-    "synergy_fraction": _synergy_fraction,
-    "mean_sts": lambda sts, rtr: head_mean(sts),
-    "mean_rtr": lambda sts, rtr: head_mean(rtr),
-}
+SCORES: Registry[ScoreFn] = Registry(
+    "score",
+    hint="add one with register_score",
+    entries=[
+        ("rank_gradient", rank_gradient),
+        ("syn_minus_red", syn_minus_red),
+        ("synergy_fraction", _synergy_fraction),
+        ("mean_sts", lambda sts, rtr: head_mean(sts)),
+        ("mean_rtr", lambda sts, rtr: head_mean(rtr)),
+    ],
+)
 """Registry of per-head scores, name -> ``fn(sts, rtr) -> [..., unit]``."""
 
 
@@ -242,27 +248,14 @@ def register_score(name: str, fn: ScoreFn | None = None, *, overwrite: bool = Fa
     ``fn(sts, rtr)`` gets ``[..., unit, unit]`` atoms (diagonal NaN, possibly with leading
     batch dims) and must return ``[..., unit]`` where larger means more synergistic.
     """
-
-    def add(f: ScoreFn) -> ScoreFn:
-        if name in SCORES and not overwrite:
-            raise ValueError(
-                f"score {name!r} is already registered; pass overwrite=True to replace it"
-            )
-        SCORES[name] = f
-        return f
-
-    return add if fn is None else add(fn)
+    return SCORES.register(name, fn, overwrite=overwrite)
 
 
 def get_score(score: str | ScoreFn) -> tuple[str, ScoreFn]:
     """``(name, fn)`` for a registered name or a callable (named after ``fn.__name__``)."""
     if callable(score):
         return getattr(score, "__name__", "custom"), score
-    if score not in SCORES:
-        raise ValueError(
-            f"unknown score {score!r}; registered: {sorted(SCORES)} (add one with register_score)"
-        )
-    return score, SCORES[score]
+    return score, SCORES[score]  # an unknown name raises, listing the registered ones
 
 
 # ----------------------------------------------------------------------------- result
@@ -322,11 +315,7 @@ class HeadScores:
     @property
     def depth(self) -> Float[Tensor, " layer"]:
         """Normalised depth ``layer / (n_layers - 1)`` in [0, 1] (0 for a one-layer model)."""
-        return (
-            torch.linspace(0.0, 1.0, self.n_layers, dtype=torch.float64)
-            if self.n_layers > 1
-            else torch.zeros(1, dtype=torch.float64)
-        )
+        return normalised_depth(self.n_layers)
 
     def __repr__(self) -> str:
         flagged = "" if self.unstable is None else f", {int(self.unstable.sum())} unstable heads"
@@ -343,9 +332,7 @@ class HeadScores:
 
     def core(self, q: float = 0.25) -> Core:
         """The synergistic core: top ``q`` of heads by :attr:`values` (see :func:`find_core`)."""
-        from synergy_lens.analysis.core import find_core
-
-        return find_core(self, q=q)
+        return select_core(self.values, q, score=self.score, labels=self.labels)
 
     def agreement_table(self) -> pd.DataFrame:
         """Spearman correlation over heads between the registered scores (a square table)."""
@@ -493,6 +480,55 @@ def _unit_mask(unstable: Any, labels: list[str], n_units: int) -> Tensor | None:
     return mask
 
 
+def _streamed_scores(summaries: PairSummaries, score: str | ScoreFn) -> HeadScores:
+    """:class:`HeadScores` of streamed :class:`~synergy_lens.phiid.PairSummaries`.
+
+    ``rank_gradient``, ``syn_minus_red``, ``mean_sts``, ``mean_rtr`` and ``synergy_fraction``
+    follow from per-unit means exactly; scores defined on ``[unit, unit]`` matrices need the
+    dense path. Needs ``n_layers``/``n_heads`` (set by ``decompose``).
+    """
+    if summaries.n_layers is None or summaries.n_heads is None:
+        raise ValueError("head scores need n_layers and n_heads: pass them to pair_summaries")
+    if summaries.fraction_mean is None:
+        raise ValueError(
+            "merged summaries have no synergy fraction; summarise all prompts at once"
+        )
+    sts, rtr = summaries.mean_sts.to("cpu", torch.float64), summaries.mean_rtr.to("cpu", torch.float64)
+    values = {
+        "mean_sts": sts,
+        "mean_rtr": rtr,
+        "rank_gradient": tiedrank_floor(sts) - tiedrank_floor(rtr),
+        "synergy_fraction": summaries.fraction_mean.to("cpu", torch.float64),
+        "syn_minus_red": ordinal_rank(sts - rtr),
+    }
+    if not isinstance(score, str) or score not in values:
+        raise ValueError(
+            f"score {getattr(score, '__name__', score)!r} needs the [unit, unit] atoms, which "
+            f"streamed summaries do not hold; choose one of {sorted(values)} or decompose "
+            "with stream=False"
+        )
+    grid = {k: v.reshape(summaries.n_layers, summaries.n_heads) for k, v in values.items()}
+    rho, p = _spearman(sts, rtr)
+    kwargs: dict[str, Any] = dict(grid)
+    kwargs.update(
+        score=score,
+        values=grid[score],
+        spearman=rho,
+        spearman_p=p,
+        labels=list(summaries.labels)
+        if summaries.labels is not None
+        else [str(u) for u in range(summaries.n_units)],
+        meta={
+            "model_name": summaries.meta.get("model_name", ""),
+            "n_prompts": summaries.n_prompts,
+            "tau": summaries.tau,
+            "redundancy": summaries.redundancy,
+            "engine": "stream",
+        },
+    )
+    return HeadScores(**kwargs)
+
+
 def synergy_scores(
     result: PairAtoms | PairSummaries,
     *,
@@ -530,16 +566,9 @@ def synergy_scores(
         [[1.5, 2.5, 2.0]]
     """
     if isinstance(result, PairSummaries):  # streamed (phiid.stream): from per-unit means
-        return result.head_scores(score)
+        return _streamed_scores(result, score)
     name, fn = get_score(score)
-    sts = torch.as_tensor(result.sts).to(torch.float64)
-    rtr = torch.as_tensor(result.rtr).to(torch.float64)
-    n_layers, n_heads = int(result.n_layers), int(result.n_heads)
-    if sts.shape != (n_layers * n_heads,) * 2 or rtr.shape != sts.shape:
-        raise ValueError(
-            f"sts/rtr must be [unit, unit] with unit = n_layers * n_heads = {n_layers * n_heads}, "
-            f"got {tuple(sts.shape)} and {tuple(rtr.shape)}"
-        )
+    sts, rtr, n_layers, n_heads = _checked_atoms(result)
     labels = list(result.labels)
     mask = _unit_mask(unstable, labels, n_layers * n_heads)
     if exclude and mask is not None and bool(mask.any()):
@@ -558,12 +587,8 @@ def synergy_scores(
         )
     rho, p = _spearman(mean_sts.cpu(), mean_rtr.cpu())
     meta_in = dict(getattr(result, "meta", {}) or {})
-    meta = {
-        "model_name": meta_in.get("model_name", ""),
-        "n_prompts": meta_in.get("n_prompts"),
-        "tau": getattr(result, "tau", None),
-        "redundancy": getattr(result, "redundancy", None),
-    }
+    meta = {"model_name": meta_in.get("model_name", ""), "n_prompts": meta_in.get("n_prompts"),
+            "tau": getattr(result, "tau", None), "redundancy": getattr(result, "redundancy", None)}
     return HeadScores(
         mean_sts=_grid(mean_sts, n_layers, n_heads),
         mean_rtr=_grid(mean_rtr, n_layers, n_heads),
@@ -580,3 +605,40 @@ def synergy_scores(
         excluded=bool(exclude and mask is not None and mask.any()),
         agreement=score_agreement(sts, rtr),
     )
+
+
+def _checked_atoms(result: Any) -> tuple[Tensor, Tensor, int, int]:
+    """``(sts, rtr, n_layers, n_heads)`` of a result, float64, checked to be ``[unit, unit]``."""
+    sts = torch.as_tensor(result.sts).to(torch.float64)
+    rtr = torch.as_tensor(result.rtr).to(torch.float64)
+    n_layers, n_heads = int(result.n_layers), int(result.n_heads)
+    if sts.shape != (n_layers * n_heads,) * 2 or rtr.shape != sts.shape:
+        raise ValueError(
+            f"sts/rtr must be [unit, unit] with unit = n_layers * n_heads = {n_layers * n_heads}, "
+            f"got {tuple(sts.shape)} and {tuple(rtr.shape)}"
+        )
+    return sts, rtr, n_layers, n_heads
+
+
+def find_core(source: Any, q: float = 0.25, *, score: str | None = None) -> Core:
+    """The synergistic core (abstract heads) and the memory heads (see :mod:`.core`).
+
+    Args:
+        source: :class:`HeadScores`, or a ``PhiIDResult`` (scored with ``score``, default
+            ``"rank_gradient"``).
+        q: fraction of heads per group, in (0, 0.5]; paper (B) ablates the top 25%.
+        score: the score to rank by when ``source`` is a ``PhiIDResult``. A ``HeadScores``
+            is used as it is (its own ``score``); naming another score then is an error.
+
+    Returns:
+        A :class:`~synergy_lens.analysis.core.Core`; ``k = ceil(q * n_valid)`` heads per
+        group, ties broken by unit index.
+    """
+    if isinstance(source, HeadScores):
+        if score is not None and score != source.score:
+            raise ValueError(
+                f"these HeadScores were computed with score={source.score!r}; recompute them with "
+                f"synergy_scores(result, score={score!r}) or pass the PhiIDResult"
+            )
+        return source.core(q)
+    return synergy_scores(source, score=score or "rank_gradient").core(q)

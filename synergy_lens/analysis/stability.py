@@ -43,7 +43,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens._io import load_payload, save_payload
-from synergy_lens.analysis._io import unit_labels
+from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -68,9 +68,10 @@ from tqdm.auto import tqdm
 
 from synergy_lens._collective import all_gather, check_collective, world
 from synergy_lens._io import load_payload, save_payload
-from synergy_lens.analysis._io import unit_labels
+from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.analysis.scores import get_score, symmetrize
 from synergy_lens.phiid import all_pairs, atom_index
+from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -377,10 +378,6 @@ def _min_shift(n: int, tau: int, min_shift: int | None) -> int:
     return max(tau + 1, n // 10) if min_shift is None else int(min_shift)
 
 
-def _prompt_mean(total: Tensor, count: Tensor) -> Tensor:
-    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, math.nan))
-
-
 def _pvalues(
     exceed: Tensor, observed: Tensor, mean: Tensor, std: Tensor, n: int, how: str
 ) -> Tensor:
@@ -505,7 +502,7 @@ class _Null:
             total.add_(torch.nan_to_num(a))
             count.add_(torch.isfinite(a))
         assert total is not None and count is not None
-        return _prompt_mean(total, count)
+        return mean_of_defined(total, count)
 
     def batch(self, aligned_pair: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Replicates ``start .. stop - 1``: exceedances, sum, sum of squares, head stats."""

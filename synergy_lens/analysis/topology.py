@@ -50,6 +50,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens.analysis.scores import symmetrize
+from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -97,7 +98,7 @@ def threshold_graph(
     heads = n_heads or u
     graph = nx.Graph()
     for i in range(u):
-        label = labels[i] if labels is not None else f"L{i // heads}H{i % heads}"
+        label = labels[i] if labels is not None else unit_label(i // heads, i % heads)
         graph.add_node(i, layer=i // heads, head=i % heads, label=label)
     iu, ju = np.triu_indices(u, k=1)
     w = m.numpy()[iu, ju]

@@ -19,7 +19,7 @@ from synergy_lens.dynamics.order import (
 )
 from synergy_lens.dynamics.study import DifficultyStudy, difficulty_study
 from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, order_parameters
-from synergy_lens.dynamics.tasks import (
+from synergy_lens.record.tasks import (
     FAMILIES,
     Task,
     accuracy_table,

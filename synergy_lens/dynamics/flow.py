@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 
 from synergy_lens import hooks as H
 from synergy_lens.models.adapter import adapt
+from synergy_lens.units import normalised_depth
 
 __all__ = ["FLOW_METRICS", "Positions", "ResidualFlow", "residual_flow"]
 
@@ -87,10 +88,6 @@ _HOOKS = {
     "resid_post": H.hook_resid_post,
 }
 _FORMAT = "synergy_lens.ResidualFlow/1"
-
-
-class _StopForward(Exception):
-    """Raised once the last block's metrics are in: the unembedding is not needed."""
 
 
 @dataclass
@@ -131,7 +128,7 @@ class ResidualFlow:
     @property
     def depth(self) -> Float[Tensor, " layer"]:
         """Normalised depth ``layer / (n_layers - 1)``."""
-        return torch.linspace(0.0, 1.0, self.n_layers, dtype=torch.float64) if self.n_layers > 1 else torch.zeros(1, dtype=torch.float64)
+        return normalised_depth(self.n_layers)
 
     def mean(self, metric: str) -> Float[Tensor, " layer"]:
         """Token-weighted mean of one metric per layer (every counted token weighs the same)."""
@@ -311,7 +308,7 @@ def _flow_batch(
             if all(m in done[layer] for m, (a, b) in needs.items() if kind_ in (a, b)):
                 del pending[(layer, kind_)]
         if layer == n_layers - 1 and len(done[layer]) == len(needs):
-            raise _StopForward
+            raise H.StopForward
 
     names = list(FLOW_METRICS)
     hooks = [
@@ -321,7 +318,7 @@ def _flow_batch(
     ]
     try:
         adapter.forward(ids, fwd_hooks=hooks)
-    except _StopForward:
+    except H.StopForward:
         pass
     missing = [layer for layer, d in done.items() if len(d) < len(needs)]
     if missing:

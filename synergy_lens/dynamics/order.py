@@ -33,6 +33,9 @@ import torch
 from jaxtyping import Float, Real
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from synergy_lens.analysis.profile import _finite_array as _to_numpy
+from synergy_lens.analysis.profile import inverted_u_index  # re-exported: an order parameter too
+
 __all__ = [
     "BIMODALITY_THRESHOLD",
     "NULL_SEPARATION_1D",
@@ -58,15 +61,6 @@ groups; separations near this value mean "one blob", not "two groups"."""
 
 BIMODALITY_THRESHOLD = 5 / 9
 """Sarle's coefficient of the uniform distribution; larger values suggest bimodality."""
-
-
-def _to_numpy(x: Values, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float64).numpy()
-    arr = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf; drop or impute those entries first")
-    return arr
 
 
 # ----------------------------------------------------------------------------- clustering
@@ -228,51 +222,6 @@ def bimodality(scores: Float[Array, " head"] | Sequence[float]) -> float:
     skew = g1 * math.sqrt(n * (n - 1)) / (n - 2)
     excess = ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3))
     return (skew**2 + 1) / (excess + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
-
-
-# ----------------------------------------------------------------------------- layer profile
-
-
-def inverted_u_index(
-    profile: Float[Array, " layer"] | Sequence[float],
-    depth: Float[Array, " layer"] | Sequence[float] | None = None,
-    *,
-    minmax: bool = False,
-) -> float:
-    """Middle-third mean minus outer-thirds mean of a layer profile.
-
-    Layers with normalised depth in [1/3, 2/3] (inclusive) are "middle", the rest
-    "outer"; the index is mean(profile[middle]) - mean(profile[outer]).  Positive = an
-    inverted U (middle layers highest), the signature of the synergistic core in
-    paper (B), Fig. 2; about 0 for flat or monotone-symmetric profiles.
-
-    Args:
-        profile: one value per layer, e.g. the mean synergy-redundancy gradient.
-        depth: normalised depth per layer in [0, 1]; default ``linspace(0, 1, n_layers)``
-            (layer l of L at l / (L - 1)).
-        minmax: min-max scale the profile to [0, 1] first (as the papers plot it), making
-            the index comparable across models; a constant profile then gives 0.
-
-    Example:
-        >>> inverted_u_index([0.0, 1.0, 1.0, 0.0], [0.0, 0.4, 0.6, 1.0])
-        1.0
-    """
-    p = _to_numpy(profile, "profile").ravel()
-    d = np.linspace(0.0, 1.0, p.size) if depth is None else _to_numpy(depth, "depth").ravel()
-    if d.shape != p.shape:
-        raise ValueError(f"profile and depth must have the same length, got {p.size} and {d.size}")
-    if np.any(d < 0) or np.any(d > 1):
-        raise ValueError("depth must be normalised to [0, 1]; use layer / (n_layers - 1)")
-    if minmax:
-        span = p.max() - p.min()
-        p = (p - p.min()) / span if span > 0 else np.zeros_like(p)
-    eps = 1e-12
-    middle = (d >= 1 / 3 - eps) & (d <= 2 / 3 + eps)
-    if not middle.any() or middle.all():
-        raise ValueError(
-            "need layers both inside and outside the middle third of depth; pass >= 3 layers"
-        )
-    return float(p[middle].mean() - p[~middle].mean())
 
 
 def bootstrap_ci(

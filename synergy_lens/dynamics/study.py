@@ -7,7 +7,7 @@ attention heads is *dynamic*: on easy tasks the heads stay intermixed, past a di
 threshold they split sharply into synergistic (abstract) and redundant (memory) groups,
 and the residual stream changes its flow in the middle of the network. This module runs
 that experiment on any TransformerLens model, with the graded tasks of
-:mod:`~synergy_lens.dynamics.tasks`. For each difficulty level:
+:mod:`~synergy_lens.record.tasks`. For each difficulty level:
 
 1. Generate ``prompts_per_level`` tasks *per family* (so a level has
    ``prompts_per_level * len(families)`` prompts, families mixed).
@@ -73,6 +73,9 @@ from synergy_lens.dynamics.embedding import (
 from synergy_lens.dynamics.flow import Positions, ResidualFlow, residual_flow
 from synergy_lens.dynamics.order import TransitionPoint, transition_point
 from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, LevelSummary, run_level
+from synergy_lens.models.adapter import adapt
+from synergy_lens.record.tasks import FAMILIES
+from synergy_lens.units import normalised_depth
 
 __all__ = [
     "ORDER_PARAMETERS",
@@ -149,7 +152,7 @@ class DifficultyStudy:
     def embedding_table(self) -> pd.DataFrame:
         """One row per (level, head): ``level, label, layer, head, depth, x, y, score``."""
         rows = []
-        n_heads, n_layers = self.n_heads, self.n_layers
+        n_heads, depth = self.n_heads, normalised_depth(self.n_layers)
         for i, lv in enumerate(self.levels):
             emb = self.embeddings.get(lv)
             if emb is None:
@@ -158,7 +161,7 @@ class DifficultyStudy:
             for u, label in enumerate(self.labels):
                 layer = u // n_heads
                 rows.append({"level": lv, "label": label, "layer": layer, "head": u % n_heads,
-                             "depth": layer / max(n_layers - 1, 1), "x": float(emb[u, 0]),
+                             "depth": float(depth[layer]), "x": float(emb[u, 0]),
                              "y": float(emb[u, 1]), "score": float(score[u])})
         return pd.DataFrame(rows)
 
@@ -301,20 +304,7 @@ def difficulty_study(
         checkpoint: with ``out``, checkpoint each level's recording after every batch.
         progress: progress bars.
     """
-    from synergy_lens.dynamics.tasks import FAMILIES
-    from synergy_lens.models.adapter import adapt
-
-    level_list = sorted({int(v) for v in levels})
-    if not level_list:
-        raise ValueError("levels is empty: pass e.g. levels=(1, 2, 3, 4, 5)")
-    family_list = list(FAMILIES) if families is None else list(families)
-    unknown = [f for f in family_list if f not in FAMILIES]
-    if unknown:
-        raise ValueError(f"unknown task families {unknown}; known: {list(FAMILIES)}")
-    if min_steps <= tau + 2:
-        raise ValueError(f"min_steps={min_steps} must exceed tau + 2 = {tau + 2} (PhiID needs that many steps)")
-    if flow_positions not in ("all", "generated"):
-        raise ValueError(f"flow_positions must be 'all' or 'generated', got {flow_positions!r}")
+    level_list, family_list = _checked_levels(levels, families, min_steps, tau, flow_positions)
     adapter = adapt(model)
     settings = {
         "model_name": adapter.name, "weights": _weights_digest(adapter.model), "families": family_list,
@@ -339,6 +329,24 @@ def difficulty_study(
     if folder is not None:
         study.save(folder)
     return study
+
+
+def _checked_levels(
+    levels: Sequence[int], families: Sequence[str] | None, min_steps: int, tau: int, flow_positions: str
+) -> tuple[list[int], list[str]]:
+    """The sorted distinct levels and the task families of a study, its settings checked."""
+    level_list = sorted({int(v) for v in levels})
+    if not level_list:
+        raise ValueError("levels is empty: pass e.g. levels=(1, 2, 3, 4, 5)")
+    family_list = list(FAMILIES) if families is None else list(families)
+    unknown = [f for f in family_list if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; known: {list(FAMILIES)}")
+    if min_steps <= tau + 2:
+        raise ValueError(f"min_steps={min_steps} must exceed tau + 2 = {tau + 2} (PhiID needs that many steps)")
+    if flow_positions not in ("all", "generated"):
+        raise ValueError(f"flow_positions must be 'all' or 'generated', got {flow_positions!r}")
+    return level_list, family_list
 
 
 def _weights_digest(model: Any, samples: int = 1024) -> str:
@@ -412,29 +420,6 @@ def _transition(levels: list[int], values: list[float], boot: Tensor) -> Transit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return transition_point(x, y[ok], b if len(b) >= 2 else None)
-
-
-def write_figures(study: DifficultyStudy, out: str | Path) -> list[Path]:
-    """The study's figures (from :mod:`synergy_lens.view.dynamics`) as HTML files in ``out``.
-
-    Files: ``accuracy``, ``order_parameters``, ``residual_flow`` (when the study has flows)
-    and ``embedding_layer`` / ``embedding_score`` (when it has embeddings). They share one
-    ``plotly.min.js`` written beside them, so they open offline.
-    """
-    from synergy_lens.view import dynamics as V
-
-    figs = {"accuracy": V.plot_accuracy_levels(study), "order_parameters": V.plot_order_parameter(study)}
-    if study.flows:
-        figs["residual_flow"] = V.plot_residual_flow(study)
-    if study.embeddings:
-        figs["embedding_layer"] = V.plot_embedding(study, "layer")
-        figs["embedding_score"] = V.plot_embedding(study, "score")
-    paths = []
-    for name, fig in figs.items():
-        path = Path(out) / f"{name}.html"
-        fig.write_html(path, include_plotlyjs="directory")
-        paths.append(path)
-    return paths
 
 
 def summary_text(study: DifficultyStudy) -> str:

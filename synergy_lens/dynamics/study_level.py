@@ -24,8 +24,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.dynamics.order import bimodality, cluster_separation
-from synergy_lens.dynamics.tasks import accuracy_table, task_suite, wilson_interval
+from synergy_lens.record.tasks import accuracy_table, task_suite, wilson_interval
+from synergy_lens.units import normalised_depth, unit_labels
 
 __all__ = ["ORDER_PARAMETERS", "LevelSummary", "order_parameters", "run_level"]
 
@@ -44,7 +46,7 @@ def _order_of(sts: Tensor, rtr: Tensor, n_layers: int, n_heads: int, score_fn: A
     from synergy_lens.analysis.profile import layer_means, u_index
 
     res = SimpleNamespace(sts=sts, rtr=rtr, n_layers=n_layers, n_heads=n_heads,
-                          labels=[f"L{u // n_heads}H{u % n_heads}" for u in range(n_layers * n_heads)])
+                          labels=unit_labels(n_layers, n_heads))
     emb = embed(res)
     values = score_fn(sts, rtr).to(torch.float64)
     finite = values[torch.isfinite(values)]
@@ -54,8 +56,7 @@ def _order_of(sts: Tensor, rtr: Tensor, n_layers: int, n_heads: int, score_fn: A
     if finite.numel() >= 4 and float(finite.max() - finite.min()) > 0:
         out["bimodality"] = bimodality(finite)
     if n_layers >= 3:
-        depth = torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64)
-        out["inverted_u"] = u_index(layer_means(values, n_layers, n_heads), depth)
+        out["inverted_u"] = u_index(layer_means(values, n_layers, n_heads), normalised_depth(n_layers))
     return out, emb, values
 
 
@@ -98,21 +99,15 @@ def order_parameters(
     cis: dict[str, tuple[float, float]] = {}
     boots: dict[str, Tensor] = {}
     if n_boot > 0 and per_sts is not None and per_rtr is not None and per_sts.shape[0] >= 2:
-        n_prompts, n_units = per_sts.shape[0], per_sts.shape[-1]
-        flat = []
-        for m in (per_sts, per_rtr):
-            m = m.detach().to("cpu", torch.float64).reshape(n_prompts, -1)
-            ok = torch.isfinite(m)
-            flat.append((torch.where(ok, m, 0.0), ok.to(torch.float64)))
+        n_prompts = per_sts.shape[0]
+        sts_p, rtr_p = PromptValues(per_sts), PromptValues(per_rtr)
         counts = resample_counts(n_prompts, n_boot, seed)
         reps = {k: torch.full((n_boot,), math.nan, dtype=torch.float64) for k in values}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN pair or layer in a replicate
             for b in range(n_boot):
-                c = counts[b]
-                s, r = ((c @ v) / (c @ d) for v, d in flat)  # 0 / 0 -> NaN: undefined pair
-                replicate, _, _ = _order_of(s.reshape(n_units, n_units), r.reshape(n_units, n_units),
-                                            n_layers, n_heads, fn, embed)
+                c = counts[b : b + 1]  # undefined pairs: NaN
+                replicate, _, _ = _order_of(sts_p.mean(c)[0], rtr_p.mean(c)[0], n_layers, n_heads, fn, embed)
                 for k, v in replicate.items():
                     reps[k][b] = v
         q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
@@ -191,7 +186,7 @@ def _check_folder(level_dir: Path, fp: dict[str, Any]) -> None:
 
 def _accuracy(tasks: list[Any], completions: list[str], n_boot: int, seed: int) -> tuple[pd.DataFrame, float, Tensor]:
     """Per-family rows plus an ``"all"`` row; overall accuracy; its bootstrap over tasks."""
-    from synergy_lens.dynamics.tasks import score_answer
+    from synergy_lens.record.tasks import score_answer
 
     table = accuracy_table(tasks, completions)
     correct = np.array([score_answer(t, c) for t, c in zip(tasks, completions)], dtype=np.float64)

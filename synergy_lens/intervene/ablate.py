@@ -37,6 +37,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens._registry import Registry
 from synergy_lens.intervene.heads import HeadSpec, head_mask, mask_to_heads
 from synergy_lens.models.adapter import ModelAdapter, adapt
 
@@ -82,7 +83,7 @@ class AblationMode:
     needs_reference: bool = False
 
 
-ABLATIONS: dict[str, AblationMode] = {}
+ABLATIONS: Registry[AblationMode] = Registry("ablation mode", hint="add one with register_ablation")
 """Registry of head-ablation modes: name -> :class:`AblationMode`."""
 
 
@@ -105,11 +106,7 @@ def register_ablation(
     """
 
     def add(fn: ReplaceFn) -> ReplaceFn:
-        if name in ABLATIONS and not overwrite:
-            raise ValueError(
-                f"ablation mode {name!r} is already registered; pass overwrite=True to replace it"
-            )
-        ABLATIONS[name] = AblationMode(name, fn, prepare, needs_reference)
+        ABLATIONS.register(name, AblationMode(name, fn, prepare, needs_reference), overwrite=overwrite)
         return fn
 
     return add if replace is None else add(replace)
@@ -118,12 +115,7 @@ def register_ablation(
 def _get_mode(mode: str | AblationMode) -> AblationMode:
     if isinstance(mode, AblationMode):
         return mode
-    if mode not in ABLATIONS:
-        raise ValueError(
-            f"unknown ablation mode {mode!r}; registered: {sorted(ABLATIONS)} "
-            "(add one with register_ablation)"
-        )
-    return ABLATIONS[mode]
+    return ABLATIONS[mode]  # an unknown name raises, listing the registered ones
 
 
 # ----------------------------------------------------------------------- reference passes

@@ -17,8 +17,8 @@ heads' ``W_Q`` rows and ``W_O`` columns) and compares accuracy. Here:
   random condition the counts of all seeds are pooled (so the interval is narrower than
   that of one seed; the per-seed accuracies are in the table too).
 
-Tasks: the difficulty suite (:mod:`synergy_lens.dynamics.tasks`, ``generate_tasks`` and
-``score_answer``) when it is installed, else a small built-in arithmetic set
+Tasks: the graded suite (:mod:`synergy_lens.record.tasks`, ``generate_tasks`` and
+``score_answer``) by default, or the small built-in arithmetic set
 (:func:`builtin_arithmetic`, "What is 3 + 4? Answer with just the number.").
 
 :func:`layer_skip_sweep` skips every layer in turn (:func:`~.ablate.skip_layers`) and
@@ -53,6 +53,8 @@ from synergy_lens.intervene.ablate import (
 from synergy_lens.intervene.divergence import _divergences, score_orders, teacher_forced_sequences
 from synergy_lens.intervene.heads import head_label
 from synergy_lens.models.adapter import ModelAdapter, adapt
+from synergy_lens.record.tasks import generate_tasks, score_answer
+from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,11 +100,7 @@ def _score_builtin(task: Any, completion: str) -> bool:
 
 
 def default_tasks(n: int = 40, *, level: int = 1, family: str = "arithmetic", seed: int = 0) -> list[Any]:
-    """The difficulty suite's tasks when available, else :func:`builtin_arithmetic`."""
-    try:
-        from synergy_lens.dynamics.tasks import generate_tasks
-    except ImportError:
-        return list(builtin_arithmetic(n, seed=seed))
+    """``n`` tasks of the graded suite (:func:`synergy_lens.record.tasks.generate_tasks`)."""
     return list(generate_tasks(family, level, n, seed=seed))
 
 
@@ -110,12 +108,7 @@ def _scorer(tasks: Sequence[Any], scorer: Callable[[Any, str], bool] | None) -> 
     if scorer is not None:
         return scorer
     if tasks and not isinstance(tasks[0], ArithmeticTask):
-        try:
-            from synergy_lens.dynamics.tasks import score_answer
-
-            return score_answer
-        except ImportError:
-            pass
+        return score_answer
     return _score_builtin
 
 
@@ -256,16 +249,8 @@ def accuracy_under_ablation(
     tasks = list(tasks) if tasks is not None else default_tasks()
     score_fn = _scorer(tasks, scorer)
     k = max(1, round(fraction * adapter.n_units))
-    orders = score_orders(scores, adapter.n_layers, adapter.n_heads)
     state = prepare_reference(adapter, mode, reference) if method == "ablate" else None
-    sets: list[tuple[str, int, list[tuple[int, int]]]] = [
-        ("clean", -1, []),
-        ("synergistic", seed, orders["synergy-first"][:k]),
-        ("redundant", seed, orders["redundancy-first"][:k]),
-    ]
-    for s in range(n_random):
-        perm = torch.randperm(adapter.n_units, generator=torch.Generator().manual_seed(seed + s))
-        sets.append(("random", seed + s, [(u // adapter.n_heads, u % adapter.n_heads) for u in perm[:k].tolist()]))
+    sets = _head_sets(adapter, scores, k, seed, n_random)
     ids = _prompt_ids(adapter, tasks, chat_template)
     it = sets
     if progress:
@@ -291,6 +276,23 @@ def accuracy_under_ablation(
             "model_name": adapter.name, "max_new_tokens": max_new_tokens,
         },
     )
+
+
+def _head_sets(
+    adapter: ModelAdapter, scores: Any, k: int, seed: int, n_random: int
+) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """``(condition, seed, heads)``: clean, the top ``k`` synergistic and redundant heads, and
+    ``n_random`` random sets of ``k`` (seeds ``seed + i``)."""
+    orders = score_orders(scores, adapter.n_layers, adapter.n_heads)
+    sets: list[tuple[str, int, list[tuple[int, int]]]] = [
+        ("clean", -1, []),
+        ("synergistic", seed, orders["synergy-first"][:k]),
+        ("redundant", seed, orders["redundancy-first"][:k]),
+    ]
+    for s in range(n_random):
+        perm = torch.randperm(adapter.n_units, generator=torch.Generator().manual_seed(seed + s))
+        sets.append(("random", seed + s, [(u // adapter.n_heads, u % adapter.n_heads) for u in perm[:k].tolist()]))
+    return sets
 
 
 # ----------------------------------------------------------------------------- layer skipping
@@ -331,16 +333,18 @@ class LayerSkipResult(SummaryRepr, SavedFields):
         import pandas as pd
 
         conf = float(self.meta.get("confidence", 0.95))
-        n_layers = int(self.meta.get("n_layers", len(self.layers)))
+        layers = self.layers.tolist()
+        n_layers = int(self.meta.get("n_layers", max(layers, default=-1) + 1))
+        depth = normalised_depth(n_layers)
         rows = []
-        for i, layer in enumerate(self.layers.tolist()):
+        for i, layer in enumerate(layers):
             if self.correct.numel():
                 k, n = int(self.correct[i].sum()), int(self.correct.shape[1])
                 lo, hi = wilson_interval(k, n, conf)
                 acc = k / n
             else:
                 n, acc, lo, hi = 0, math.nan, math.nan, math.nan
-            rows.append((layer, layer / max(1, n_layers - 1), float(self.divergence[i]), n, acc, lo, hi))
+            rows.append((layer, float(depth[layer]), float(self.divergence[i]), n, acc, lo, hi))
         cols = ["layer", "depth", "divergence", "n_tasks", "accuracy", "ci_low", "ci_high"]
         return pd.DataFrame(rows, columns=cols)
 

@@ -74,6 +74,7 @@ from synergy_lens import hooks as H
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.models.adapter import ModelAdapter, adapt
+from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,7 +176,7 @@ class IGResult(SummaryRepr, SavedFields):
         for p in range(a.shape[0]):
             for layer in range(a.shape[1]):
                 if a.ndim == 3:
-                    rows += [(p, layer, h, f"L{layer}H{h}", float(a[p, layer, h])) for h in range(a.shape[2])]
+                    rows += [(p, layer, h, unit_label(layer, h), float(a[p, layer, h])) for h in range(a.shape[2])]
                 else:
                     rows.append((p, layer, -1, f"L{layer}", float(a[p, layer])))
         return pd.DataFrame(rows, columns=["prompt", "layer", "head", "label", "attribution"])
@@ -391,28 +392,13 @@ def integrated_gradients(
         torch.Size([1, 30, 9])
     """
     adapter = adapt(model)
-    if point not in POINTS:
-        raise ValueError(f"unknown point {point!r}; use one of {sorted(POINTS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if baseline is None:
-        baseline = "mean_pos" if point == "resid_pre" else "zeros"
-    if method != "adaptive":
-        quadrature(method, steps)  # validate early
-    elif steps < 4:
-        raise ValueError("method='adaptive' needs steps >= 4 (segments of 4 nodes)")
+    baseline = _check_ig_args(point, batch_size, baseline, method, steps)
     seqs = _as_sequences(adapter, prompts)
     fns = _target_fns(adapter, targets, len(seqs), position)
     makers = POINTS[point]
-    n_layers, width = adapter.n_layers, max(len(s) for s in seqs)
-    keys = [(m(layer), layer) for layer in range(n_layers) for m in makers]
-    per_pos_shape = (len(seqs), n_layers) + ((adapter.n_heads,) if point == "z" else ()) + (width,)
-    per_pos = torch.full(per_pos_shape, math.nan, dtype=torch.float64)
-    comp = {_short(m(0)): torch.zeros(len(seqs), n_layers, dtype=torch.float64) for m in makers}
-    n_runs = n_layers if point == "resid_pre" else 1
-    f_in = torch.zeros(len(seqs), dtype=torch.float64)
-    f_base = torch.zeros(len(seqs), n_runs, dtype=torch.float64)
-    err = torch.zeros(len(seqs), n_runs, dtype=torch.float64)
+    keys = [(m(layer), layer) for layer in range(adapter.n_layers) for m in makers]
+    n_runs = adapter.n_layers if point == "resid_pre" else 1
+    tables = _IGTables.empty(adapter, seqs, point, n_runs)
     it: Any = range(len(seqs))
     if progress:
         from tqdm.auto import tqdm
@@ -426,47 +412,80 @@ def integrated_gradients(
                 logits = adapter.forward(
                     ids, fwd_hooks=[(n, functools.partial(_capture, store=store, key=n)) for n, _ in keys]
                 )
-                f_in[p] = float(fns[p](logits))
-            runs = [keys] if n_runs == 1 else [[k] for k in keys]
-            for r, run in enumerate(runs):
+                tables.f_in[p] = float(fns[p](logits))
+            for r, run in enumerate([keys] if n_runs == 1 else [[k] for k in keys]):
                 names = [n for n, _ in run]
                 xs = [store[n] for n in names]
                 bs = [_baseline(x, layer, baseline) for x, (_, layer) in zip(xs, run)]
                 attrs, f1, f0 = _run(adapter, ids, names, xs, bs, fns[p], method, steps, batch_size)
-                total = 0.0
-                for (name, layer), a in zip(run, attrs):
-                    red = a.sum(-1).cpu()  # over d_head / d_model: [pos, head] or [pos]
-                    total += float(red.sum())
-                    n_pos = red.shape[0]
-                    if point == "z":
-                        per_pos[p, layer, :, :n_pos] = red.T
-                    else:
-                        comp[_short(name)][p, layer] = float(red.sum())
-                        cur = per_pos[p, layer, :n_pos]
-                        per_pos[p, layer, :n_pos] = torch.where(cur.isnan(), red, cur + red)
-                f_base[p, r] = f0
-                err[p, r] = total - (f1 - f0)
-                if abs(f1 - float(f_in[p])) > 1e-3 * max(1.0, abs(f1)):
-                    raise RuntimeError(
-                        f"replacing activations by their own clean values changed f ({f1} vs "
-                        f"{float(f_in[p])}): the hooks at {names[:2]} do not act as expected"
-                    )
-    attributions = per_pos.nansum(-1)
+                tables.add_run(p, r, point, run, attrs, f1, f0)
+    meta = {"model_name": adapter.name, "baseline": baseline if isinstance(baseline, str) else "callable",
+            "position": position, "targets": targets if isinstance(targets, (int, str, list)) else "callable",
+            "n_tokens": [len(s) for s in seqs]}
     return IGResult(
-        attributions=attributions.float(),
-        per_position=per_pos.float(),
-        components={k: v.float() for k, v in comp.items()} if point == "writes" else {},
-        f_input=f_in,
-        f_baseline=f_base,
-        completeness_error=err,
-        point=point,
-        method=method,
-        steps=steps,
-        meta={
-            "model_name": adapter.name,
-            "baseline": baseline if isinstance(baseline, str) else "callable",
-            "position": position,
-            "targets": targets if isinstance(targets, (int, str, list)) else "callable",
-            "n_tokens": [len(s) for s in seqs],
-        },
+        attributions=tables.per_pos.nansum(-1).float(), per_position=tables.per_pos.float(),
+        components={k: v.float() for k, v in tables.comp.items()} if point == "writes" else {},
+        f_input=tables.f_in, f_baseline=tables.f_base, completeness_error=tables.err,
+        point=point, method=method, steps=steps, meta=meta,
     )
+
+
+def _check_ig_args(point: str, batch_size: int, baseline: Any, method: str, steps: int) -> Any:
+    """Validate :func:`integrated_gradients`'s settings early; returns the baseline to use."""
+    if point not in POINTS:
+        raise ValueError(f"unknown point {point!r}; use one of {sorted(POINTS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if method != "adaptive":
+        quadrature(method, steps)  # validate early
+    elif steps < 4:
+        raise ValueError("method='adaptive' needs steps >= 4 (segments of 4 nodes)")
+    if baseline is None:
+        return "mean_pos" if point == "resid_pre" else "zeros"
+    return baseline
+
+
+@dataclass
+class _IGTables:
+    """What :func:`integrated_gradients` accumulates over prompts and runs."""
+
+    per_pos: Tensor  # [prompt, layer, (head,) pos]
+    comp: dict[str, Tensor]  # component -> [prompt, layer]
+    f_in: Tensor  # [prompt]
+    f_base: Tensor  # [prompt, run]
+    err: Tensor  # [prompt, run]
+
+    @classmethod
+    def empty(cls, adapter: ModelAdapter, seqs: list[list[int]], point: str, n_runs: int) -> _IGTables:
+        n, n_layers, width = len(seqs), adapter.n_layers, max(len(s) for s in seqs)
+        shape = (n, n_layers) + ((adapter.n_heads,) if point == "z" else ()) + (width,)
+        return cls(
+            per_pos=torch.full(shape, math.nan, dtype=torch.float64),
+            comp={_short(m(0)): torch.zeros(n, n_layers, dtype=torch.float64) for m in POINTS[point]},
+            f_in=torch.zeros(n, dtype=torch.float64),
+            f_base=torch.zeros(n, n_runs, dtype=torch.float64),
+            err=torch.zeros(n, n_runs, dtype=torch.float64),
+        )
+
+    def add_run(
+        self, p: int, r: int, point: str, run: list[tuple[str, int]], attrs: list[Tensor], f1: float, f0: float
+    ) -> None:
+        """Add run ``r`` of prompt ``p`` (its hook points ``run``) and check completeness's input."""
+        total = 0.0
+        for (name, layer), a in zip(run, attrs):
+            red = a.sum(-1).cpu()  # over d_head / d_model: [pos, head] or [pos]
+            total += float(red.sum())
+            n_pos = red.shape[0]
+            if point == "z":
+                self.per_pos[p, layer, :, :n_pos] = red.T
+            else:
+                self.comp[_short(name)][p, layer] = float(red.sum())
+                cur = self.per_pos[p, layer, :n_pos]
+                self.per_pos[p, layer, :n_pos] = torch.where(cur.isnan(), red, cur + red)
+        self.f_base[p, r] = f0
+        self.err[p, r] = total - (f1 - f0)
+        if abs(f1 - float(self.f_in[p])) > 1e-3 * max(1.0, abs(f1)):
+            raise RuntimeError(
+                f"replacing activations by their own clean values changed f ({f1} vs "
+                f"{float(self.f_in[p])}): the hooks at {[n for n, _ in run][:2]} do not act as expected"
+            )

@@ -16,7 +16,6 @@ Units follow ARCHITECTURE.md: unit = layer * n_heads + head, label ``f"L{layer}H
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,18 +23,16 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from synergy_lens.units import parse_label, unit_label
+
 __all__ = ["HeadSpec", "head_mask", "head_label", "parse_head", "mask_to_heads", "unit_order"]
 
 HeadSpec = Iterable[tuple[int, int] | str] | Tensor
 """``(layer, head)`` pairs / ``"L5H3"`` labels, or a bool ``[layer, head]`` or
 ``[batch, layer, head]`` mask."""
 
-_LABEL = re.compile(r"^L(\d+)H(\d+)$")
-
-
-def head_label(layer: int, head: int) -> str:
-    """``"L{layer}H{head}"``."""
-    return f"L{layer}H{head}"
+head_label = unit_label
+"""``head_label(layer, head) -> "L{layer}H{head}"`` (:func:`synergy_lens.units.unit_label`)."""
 
 
 def _sizes(model: Any) -> tuple[int, int]:
@@ -47,13 +44,7 @@ def _sizes(model: Any) -> tuple[int, int]:
 def parse_head(item: Any, n_layers: int, n_heads: int) -> tuple[int, int]:
     """One head as ``(layer, head)``, from a pair or a label, checked against the model size."""
     if isinstance(item, str):
-        m = _LABEL.match(item.strip())
-        if m is None:
-            raise ValueError(
-                f"bad head label {item!r}: write heads as 'L{{layer}}H{{head}}' (e.g. 'L5H3') "
-                "or as (layer, head) pairs"
-            )
-        layer, head = int(m.group(1)), int(m.group(2))
+        layer, head = parse_label(item)
     elif isinstance(item, Sequence) and len(item) == 2 and not isinstance(item, (str, bytes)):
         try:  # operator.index: ints (Python, numpy, torch), never floats or bools
             if any(isinstance(v, bool) for v in item):

@@ -27,6 +27,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens.models._decoding import verify
+from synergy_lens.units import unit_label, unit_labels
 
 __all__ = ["ModelAdapter", "adapt", "BosPolicy", "is_transformer_lens_model"]
 
@@ -165,7 +167,7 @@ class ModelAdapter:
 
     def unit_labels(self) -> list[str]:
         """``["L0H0", "L0H1", ...]``: unit = layer * n_heads + head."""
-        return [f"L{layer}H{h}" for layer in range(self.n_layers) for h in range(self.n_heads)]
+        return unit_labels(self.n_layers, self.n_heads)
 
     # -- tokens ----------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -277,9 +279,7 @@ class ModelAdapter:
         Once per model object; call it before adding hooks that record or change
         activations, since the check runs a few forward passes of its own.
         """
-        from synergy_lens.models.selfcheck import check_cached_decoding
-
-        check_cached_decoding(self)
+        verify(self)
 
     def _next_token(
         self, logits: Tensor, do_sample: bool, temperature: float, gen: torch.Generator
@@ -375,7 +375,7 @@ class ModelAdapter:
         """
         if not 0 <= layer < self.n_layers or not 0 <= head < self.n_heads:
             raise IndexError(
-                f"head L{layer}H{head} out of range: layers 0..{self.n_layers - 1}, "
+                f"head {unit_label(layer, head)} out of range: layers 0..{self.n_layers - 1}, "
                 f"heads 0..{self.n_heads - 1}"
             )
         attn = self.model.blocks[layer].attn

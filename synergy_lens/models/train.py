@@ -66,6 +66,25 @@ def offline_corpus(modules: Sequence[str] = CORPUS_MODULES) -> str:
     return "\n\n".join(parts)
 
 
+def _split_corpus(text: str, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corpus as bytes, split 90% training / 10% held out."""
+    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+    split = int(0.9 * len(data))
+    if len(data) - split <= seq_len + 1:
+        raise ValueError(f"the corpus ({len(data)} bytes) is too short for seq_len={seq_len}")
+    return data[:split], data[split:]
+
+
+def _optimiser(model: torch.nn.Module, lr: float, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW with a linear warm-up over 5% of the steps, then a cosine decay to 0."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    return opt, sched
+
+
 def train_tiny_lm(
     out_dir: str | Path,
     *,
@@ -113,21 +132,12 @@ def train_tiny_lm(
     if all(_finished(f, settings) for f in folders):
         return folders
 
-    text = offline_corpus() if corpus is None else corpus
-    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
-    split = int(0.9 * len(data))
-    train, held = data[:split], data[split:]
-    if len(held) <= seq_len + 1:
-        raise ValueError(f"the corpus ({len(data)} bytes) is too short for seq_len={seq_len}")
+    train, held = _split_corpus(offline_corpus() if corpus is None else corpus, seq_len)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(llama_config(cfg))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-    )
+    opt, sched = _optimiser(model, lr, steps)
     tok = byte_tokenizer()
     loss = float("nan")
     bar = tqdm(total=steps, desc="training", disable=not progress)

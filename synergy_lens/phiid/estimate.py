@@ -20,6 +20,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -43,6 +44,7 @@ from synergy_lens.phiid.stats import CONSTANT_RTOL, PhiIDStats
 
 __all__ = [
     "JITTER_SEED",
+    "Aggregate",
     "DegenerateReport",
     "add_jitter",
     "all_pairs",
@@ -156,6 +158,10 @@ def degenerate_message(
         f"Drop those units, or pass jitter=1e-2 to add a tiny seeded noise (determinant tol {SINGULAR_TOL:g})."
     )
 
+
+Aggregate = Literal["mean_over_prompts", "pooled"]
+"""How ``decompose`` and ``pair_summaries`` combine prompts: the mean of per-prompt atoms
+(pairs undefined in a prompt skipped) or one estimate from the pooled lag windows."""
 
 DegenerateReport = tuple[set[int], set[tuple[int, int]]]
 """Accumulator ``(constant units, collinear pairs (i < j))`` filled across systems."""

@@ -43,6 +43,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from synergy_lens._registry import Registry
 from synergy_lens.phiid.atoms import ATOMS, NODE_SOURCES, bottom_mobius_weights
 
 __all__ = [
@@ -143,17 +144,14 @@ def _ccs_local_double(singles: Sequence[Tensor], double_coinfo: Tensor) -> Tenso
     return torch.where(keep, double_coinfo, torch.zeros_like(double_coinfo))
 
 
-_REGISTRY: dict[str, RedundancyFunction] = {}
+_REGISTRY: Registry[RedundancyFunction] = Registry(
+    "redundancy", hint="add one with synergy_lens.phiid.register_redundancy"
+)
 
 
 def register_redundancy(fn: RedundancyFunction, *, overwrite: bool = False) -> RedundancyFunction:
     """Add a redundancy function to the registry under ``fn.name`` and return it."""
-    if fn.name in _REGISTRY and not overwrite:
-        raise ValueError(
-            f"redundancy {fn.name!r} is already registered; pass overwrite=True to replace it"
-        )
-    _REGISTRY[fn.name] = fn
-    return fn
+    return _REGISTRY.register(fn.name, fn, overwrite=overwrite)
 
 
 def registered_redundancies() -> tuple[str, ...]:
@@ -165,13 +163,7 @@ def get_redundancy(name: str | RedundancyFunction) -> RedundancyFunction:
     """Look up a redundancy function by name (or pass one through)."""
     if isinstance(name, RedundancyFunction):
         return name
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown redundancy {name!r}; expected one of {registered_redundancies()} "
-            "(add one with synergy_lens.phiid.register_redundancy)"
-        ) from None
+    return _REGISTRY[name]  # an unknown name raises, listing the registered ones
 
 
 for _fn in (

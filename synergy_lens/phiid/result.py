@@ -18,11 +18,10 @@ mean, not its own).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import torch
 from jaxtyping import Float
@@ -30,10 +29,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._io import load_payload, save_payload
+from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
+    Aggregate,
     DegenerateReport,
     add_jitter,
     atoms_from_windows,
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STREAM_ABOVE_UNITS", "Aggregate", "HeadActivityLike", "PhiIDResult", "decompose"]
 
-Aggregate = Literal["mean_over_prompts", "pooled"]
-"""How prompts are combined; see the module docstring."""
 
 _FORMAT = "synergy_lens.PhiIDResult/1"
 
@@ -234,10 +233,51 @@ def decompose(
     if aggregate not in get_args(Aggregate):
         raise ValueError(f"aggregate must be one of {get_args(Aggregate)}, got {aggregate!r}")
     red = get_redundancy(redundancy)
-    series = activity.unit_series()
     labels = list(activity.unit_labels())
+    prompts, lengths = _prompt_series(activity, tau, jitter, labels)
+    n_units = prompts[0].shape[0]
+    if stream is None and n_units > STREAM_ABOVE_UNITS:
+        warnings.warn(
+            f"decompose: {n_units} units > STREAM_ABOVE_UNITS = {STREAM_ABOVE_UNITS}, so the "
+            "streaming engine runs and returns PairSummaries (per-unit means and top-k pairs), "
+            "not the [16, unit, unit] atoms; pass stream=False for the dense result",
+            UserWarning,
+            stacklevel=2,
+        )
+        stream = True
+    if stream:
+        from synergy_lens.phiid.stream import pair_summaries
+
+        summaries = pair_summaries(
+            prompts, tau=tau, redundancy=red, top_k=top_k, aggregate=aggregate, labels=labels,
+            n_layers=int(activity.n_layers), n_heads=int(activity.n_heads),
+            memory_budget=memory_budget, chunk_pairs=chunk_pairs, progress=progress,
+        )
+        summaries.meta.update(_meta(activity, lengths, jitter))
+        return summaries
+    atoms, per_sts, per_rtr = _dense_atoms(prompts, tau, red, aggregate, chunk_pairs, progress, labels)
+    return PhiIDResult(
+        atoms=atoms,
+        n_layers=int(activity.n_layers),
+        n_heads=int(activity.n_heads),
+        labels=labels,
+        tau=tau,
+        redundancy=red.name,
+        aggregate=aggregate,
+        per_prompt_sts=per_sts,
+        per_prompt_rtr=per_rtr,
+        meta=_meta(activity, lengths, jitter),
+    )
+
+
+def _prompt_series(
+    activity: HeadActivityLike, tau: int, jitter: float | None, labels: list[str]
+) -> tuple[list[Tensor], list[int]]:
+    """Each prompt's valid ``[unit, time]`` series in float64 (jittered when asked), checked,
+    and the lengths; clear errors for an empty recording and too short prompts."""
+    series = activity.unit_series()
     lengths = [int(v) for v in torch.as_tensor(activity.lengths).tolist()]
-    n_prompts, n_units, _ = series.shape
+    n_prompts = series.shape[0]
     if n_prompts == 0:
         raise ValueError("the activity has no prompts: record some (record_head_activity) before decompose")
     if len(lengths) != n_prompts:
@@ -259,34 +299,22 @@ def decompose(
         check_series(x, tau, name=f"prompt {p} of the activity", labels=labels)
         x = x.to(torch.float64)
         prompts.append(add_jitter(x, jitter, seed=JITTER_SEED + p) if jitter is not None else x)
-    if stream is None and n_units > STREAM_ABOVE_UNITS:
-        warnings.warn(
-            f"decompose: {n_units} units > STREAM_ABOVE_UNITS = {STREAM_ABOVE_UNITS}, so the "
-            "streaming engine runs and returns PairSummaries (per-unit means and top-k pairs), "
-            "not the [16, unit, unit] atoms; pass stream=False for the dense result",
-            UserWarning,
-            stacklevel=2,
-        )
-        stream = True
-    if stream:
-        from synergy_lens.phiid.stream import pair_summaries
+    return prompts, lengths
 
-        summaries = pair_summaries(
-            prompts,
-            tau=tau,
-            redundancy=red,
-            top_k=top_k,
-            aggregate=aggregate,
-            labels=labels,
-            n_layers=int(activity.n_layers),
-            n_heads=int(activity.n_heads),
-            memory_budget=memory_budget,
-            chunk_pairs=chunk_pairs,
-            progress=progress,
-        )
-        summaries.meta.update(_meta(activity, lengths, jitter))
-        return summaries
 
+def _dense_atoms(
+    prompts: list[Tensor],
+    tau: int,
+    red: RedundancyFunction,
+    aggregate: Aggregate,
+    chunk_pairs: int | None,
+    progress: bool,
+    labels: list[str],
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(atoms [16, unit, unit], per-prompt sts, per-prompt rtr)``: pooled windows, or the
+    mean over prompts of per-prompt atoms (per-prompt sts/rtr kept); one warning names the
+    degenerate units."""
+    n_units, device = prompts[0].shape[0], prompts[0].device
     report: DegenerateReport = (set(), set())
     per_sts = per_rtr = None
     it = tqdm(prompts, desc="PhiID over prompts", disable=not progress, unit="prompt")
@@ -294,13 +322,9 @@ def decompose(
         stats = PhiIDStats.merge_all(PhiIDStats.from_series(x, tau) for x in it)
         atoms = atoms_from_windows(stats, prompts, red, chunk_pairs=chunk_pairs, report=report)
     else:
-        total = torch.zeros(
-            (len(ATOMS), n_units, n_units), dtype=torch.float64, device=series.device
-        )
-        count = torch.zeros((n_units, n_units), dtype=torch.float64, device=series.device)
-        per_sts = torch.empty(
-            (n_prompts, n_units, n_units), dtype=torch.float32, device=series.device
-        )
+        total = torch.zeros((len(ATOMS), n_units, n_units), dtype=torch.float64, device=device)
+        count = torch.zeros((n_units, n_units), dtype=torch.float64, device=device)
+        per_sts = torch.empty((len(prompts), n_units, n_units), dtype=torch.float32, device=device)
         per_rtr = torch.empty_like(per_sts)
         i_sts, i_rtr = atom_index("sts"), atom_index("rtr")
         for p, x in enumerate(it):
@@ -311,8 +335,7 @@ def decompose(
             defined = ~torch.isnan(a[i_sts])
             total += torch.where(defined, a, 0.0)
             count += defined
-        atoms = total / count  # 0 / 0 -> NaN where no prompt defines the pair
-        atoms[:, count == 0] = math.nan
+        atoms = mean_of_defined(total, count)  # NaN where no prompt defines the pair
     constant, collinear = report
     consequence = (
         "their pairs are NaN"
@@ -324,21 +347,9 @@ def decompose(
         warnings.warn(
             degenerate_message(sorted(constant), sorted(collinear), labels, consequence),
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    meta = _meta(activity, lengths, jitter)
-    return PhiIDResult(
-        atoms=atoms,
-        n_layers=int(activity.n_layers),
-        n_heads=int(activity.n_heads),
-        labels=labels,
-        tau=tau,
-        redundancy=red.name,
-        aggregate=aggregate,
-        per_prompt_sts=per_sts,
-        per_prompt_rtr=per_rtr,
-        meta=meta,
-    )
+    return atoms, per_sts, per_rtr
 
 
 def _meta(activity: HeadActivityLike, lengths: list[int], jitter: float | None) -> dict[str, Any]:

@@ -60,9 +60,11 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index, mobius_matrix
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
+    Aggregate,
     add_jitter,
     check_series,
     degenerate_message,
@@ -70,7 +72,6 @@ from synergy_lens.phiid.estimate import (
 from synergy_lens.phiid.gaussian import closed_form_block, default_chunk_pairs
 from synergy_lens.phiid.local import DEFAULT_LOCAL_CHUNK, corr4, local_block
 from synergy_lens.phiid.redundancy import RedundancyFunction, get_redundancy
-from synergy_lens.phiid.result import Aggregate
 from synergy_lens.phiid.stats import CONSTANT_RTOL
 from synergy_lens.phiid.summaries import PairSummaries
 
@@ -386,6 +387,38 @@ def pair_summaries(
     if not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")
     single = isinstance(x, Tensor) and x.ndim == 2
+    pieces = _checked_prompts(x, tau, labels, single)
+    if memory_budget is None:
+        memory_budget = default_memory_budget(pieces[0].device)
+    if memory_budget < 2**20:
+        raise ValueError(f"memory_budget must be at least 1 MiB, got {memory_budget} bytes")
+    red = get_redundancy(redundancy)
+    systems = _systems(pieces, tau, not red.closed_form, aggregate, jitter, single)
+    acc = _stream(systems, red, top_k=top_k, memory_budget=memory_budget, chunk_pairs=chunk_pairs,
+                  progress=progress)
+    constant, collinear = _degenerate(systems, acc, pieces[0].shape[0], labels)
+    pairs_sts, atoms_sts = acc.top_sts.result()
+    pairs_rtr, atoms_rtr = acc.top_rtr.result()
+    return PairSummaries(
+        unit_mean=mean_of_defined(acc.sums, acc.count),
+        n_partners=acc.count.round().to(torch.int64),
+        fraction_mean=mean_of_defined(acc.frac_sum, acc.frac_count),
+        top_sts_pairs=pairs_sts, top_sts_atoms=atoms_sts,
+        top_rtr_pairs=pairs_rtr, top_rtr_atoms=atoms_rtr,
+        labels=list(labels) if labels is not None else None,
+        n_layers=n_layers, n_heads=n_heads, tau=tau, redundancy=red.name,
+        aggregate=aggregate if not single else "single",
+        n_prompts=len(pieces),
+        constant_units=constant,
+        collinear_pairs=[list(p) for p in collinear],
+        partial_pairs=acc.partial,
+    )
+
+
+def _checked_prompts(
+    x: Tensor | Sequence[Tensor], tau: int, labels: Sequence[str] | None, single: bool
+) -> list[Tensor]:
+    """The prompts of ``x`` as a list of ``[unit, time]`` series, each checked."""
     if isinstance(x, Tensor):
         if x.ndim not in (2, 3):
             raise ValueError(
@@ -404,29 +437,13 @@ def pair_summaries(
                 f"prompt {p} has shape {tuple(piece.shape)}; every prompt must be [unit, time] "
                 f"with the same {n_units} units"
             )
-    if memory_budget is None:
-        memory_budget = default_memory_budget(pieces[0].device)
-    if memory_budget < 2**20:
-        raise ValueError(f"memory_budget must be at least 1 MiB, got {memory_budget} bytes")
-    red = get_redundancy(redundancy)
-    series = [piece.to(torch.float64) for piece in pieces]
-    if jitter is not None:
-        seeds = [JITTER_SEED] if single else [JITTER_SEED + p for p in range(len(series))]
-        series = [add_jitter(s, jitter, seed=seed) for s, seed in zip(series, seeds, strict=True)]
-    local = not red.closed_form
-    if aggregate == "pooled" or len(series) == 1:
-        systems = [_windows(series, tau, local)]
-    else:
-        systems = [_windows([s], tau, local) for s in series]
-    del series
-    acc = _stream(
-        systems,
-        red,
-        top_k=top_k,
-        memory_budget=memory_budget,
-        chunk_pairs=chunk_pairs,
-        progress=progress,
-    )
+    return pieces
+
+
+def _degenerate(
+    systems: list[_Windows], acc: _Accumulator, n_units: int, labels: Sequence[str] | None
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """The constant units and collinear pairs of a streamed run, named in one warning."""
     constant = (
         sorted({int(u) for w in systems for u in torch.nonzero(w.constant).flatten().tolist()})
         if n_units > 1
@@ -443,27 +460,20 @@ def pair_summaries(
         warnings.warn(
             degenerate_message(constant, collinear, labels, consequence),
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    pairs_sts, atoms_sts = acc.top_sts.result()
-    pairs_rtr, atoms_rtr = acc.top_rtr.result()
-    count = acc.count
-    return PairSummaries(
-        unit_mean=torch.where(count > 0, acc.sums / count, math.nan),
-        n_partners=count.round().to(torch.int64),
-        fraction_mean=torch.where(acc.frac_count > 0, acc.frac_sum / acc.frac_count, math.nan),
-        top_sts_pairs=pairs_sts,
-        top_sts_atoms=atoms_sts,
-        top_rtr_pairs=pairs_rtr,
-        top_rtr_atoms=atoms_rtr,
-        labels=list(labels) if labels is not None else None,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        tau=tau,
-        redundancy=red.name,
-        aggregate=aggregate if not single else "single",
-        n_prompts=len(pieces),
-        constant_units=constant,
-        collinear_pairs=[list(p) for p in collinear],
-        partial_pairs=acc.partial,
-    )
+    return constant, collinear
+
+
+def _systems(
+    pieces: list[Tensor], tau: int, local: bool, aggregate: Aggregate, jitter: float | None, single: bool
+) -> list[_Windows]:
+    """The lag windows to stream: one system of pooled windows, or one per prompt (float64,
+    jittered as ``all_pairs`` for one series and as ``decompose`` for prompts)."""
+    series = [piece.to(torch.float64) for piece in pieces]
+    if jitter is not None:
+        seeds = [JITTER_SEED] if single else [JITTER_SEED + p for p in range(len(series))]
+        series = [add_jitter(s, jitter, seed=seed) for s, seed in zip(series, seeds, strict=True)]
+    if aggregate == "pooled" or len(series) == 1:
+        return [_windows(series, tau, local)]
+    return [_windows([s], tau, local) for s in series]

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -52,8 +51,6 @@ from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from synergy_lens.analysis.scores import HeadScores
 
 __all__ = ["PairSummaries"]
 
@@ -195,62 +192,6 @@ class PairSummaries(SummaryRepr):
         }
         frame.update({name: atoms[:, k].numpy() for k, name in enumerate(ATOMS)})
         return pd.DataFrame(frame)
-
-    # ---------------------------------------------------------------- scores
-    def head_scores(self, score: str | Callable[..., Any] = "rank_gradient") -> HeadScores:
-        """Per-head scores (:class:`~synergy_lens.analysis.HeadScores`) from the means.
-
-        ``rank_gradient``, ``mean_sts``, ``mean_rtr`` and ``synergy_fraction`` follow from
-        per-unit means exactly; scores defined on ``[unit, unit]`` matrices need the dense
-        path. Needs ``n_layers``/``n_heads`` (set by :func:`decompose`).
-        """
-        import dataclasses
-
-        from synergy_lens.analysis import scores as sc
-
-        if self.n_layers is None or self.n_heads is None:
-            raise ValueError("head scores need n_layers and n_heads: pass them to pair_summaries")
-        if self.fraction_mean is None:
-            raise ValueError(
-                "merged summaries have no synergy fraction; summarise all prompts at once"
-            )
-        sts, rtr = self.mean_sts.to("cpu", torch.float64), self.mean_rtr.to("cpu", torch.float64)
-        values = {
-            "mean_sts": sts,
-            "mean_rtr": rtr,
-            "rank_gradient": sc.tiedrank_floor(sts) - sc.tiedrank_floor(rtr),
-            "synergy_fraction": self.fraction_mean.to("cpu", torch.float64),
-        }
-        ordinal_rank = getattr(sc, "ordinal_rank", None)  # syn_minus_red, where scores has it
-        if ordinal_rank is not None:
-            values["syn_minus_red"] = ordinal_rank(sts - rtr)
-        if not isinstance(score, str) or score not in values:
-            raise ValueError(
-                f"score {getattr(score, '__name__', score)!r} needs the [unit, unit] atoms, which "
-                f"streamed summaries do not hold; choose one of {sorted(values)} or decompose "
-                "with stream=False"
-            )
-        grid = {k: v.reshape(self.n_layers, self.n_heads) for k, v in values.items()}
-        rho, p = sc._spearman(sts, rtr)
-        names = {f.name for f in dataclasses.fields(sc.HeadScores)}
-        fields: dict[str, Any] = {k: v for k, v in grid.items() if k in names}  # syn_minus_red
-        fields.update(
-            score=score,
-            values=grid[score],
-            spearman=rho,
-            spearman_p=p,
-            labels=list(self.labels)
-            if self.labels is not None
-            else [str(u) for u in range(self.n_units)],
-            meta={
-                "model_name": self.meta.get("model_name", ""),
-                "n_prompts": self.n_prompts,
-                "tau": self.tau,
-                "redundancy": self.redundancy,
-                "engine": "stream",
-            },
-        )
-        return sc.HeadScores(**fields)
 
     # ---------------------------------------------------------------- merging
     def merge(self, other: PairSummaries) -> PairSummaries:

@@ -7,7 +7,10 @@
 - :data:`SIGNALS` / :func:`register_signal`: how a head's output becomes one number
   (``"l2"``, the paper's, and ``"l2_out"``);
 - :func:`default_prompts` (the 60-prompt suite in six categories) and :func:`load_prompts`
-  (.txt / .jsonl).
+  (.txt / .jsonl);
+- ``tasks``: the graded task suite with verifiable answers (``generate_tasks``,
+  ``score_answer``, the :data:`~synergy_lens.record.tasks.FAMILIES` registry), used by
+  ``intervene.accuracy_under_ablation`` and the difficulty study (re-exported by ``dynamics``).
 """
 
 from synergy_lens.record.activity import HeadActivity

@@ -37,6 +37,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens._io import atomic_torch_save
+from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,7 +147,7 @@ class HeadActivity:
 
     def unit_labels(self) -> list[str]:
         """``["L0H0", "L0H1", ...]``: unit = layer * n_heads + head."""
-        return [f"L{layer}H{h}" for layer in range(self.n_layers) for h in range(self.n_heads)]
+        return unit_labels(self.n_layers, self.n_heads)
 
     def unit_series(self) -> Float[Tensor, "prompt unit time"]:
         """The series as PhiID reads them: ``[prompt, unit, time]``, unit = layer * n_heads + head."""

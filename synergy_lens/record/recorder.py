@@ -71,10 +71,6 @@ MIN_NEW_TOKENS = 8
 from ``time - 1`` lag pairs per prompt, which is meaningless with a handful of samples."""
 
 
-class _StopForward(Exception):
-    """Raised by the last layer's hook: nothing after it is needed."""
-
-
 def record_head_activity(
     model: Any,
     prompts: str | Prompt | Iterable[str | Prompt],
@@ -131,22 +127,36 @@ def record_head_activity(
     """
     adapter = adapt(model)
     items = _check_prompts(prompts)
-    _check_int(
-        "max_new_tokens",
-        max_new_tokens,
-        MIN_NEW_TOKENS,
-        why=("PhiID needs a time series per prompt; the protocol of (B) uses 100"),
-    )
+    _check_int("max_new_tokens", max_new_tokens, MIN_NEW_TOKENS,
+               why="PhiID needs a time series per prompt; the protocol of (B) uses 100")
     _check_int("batch_size", batch_size, 1)
     signal_fn = get_signal(signal)
     use_template = _resolve_chat_template(adapter, chat_template)
     texts = [adapter.apply_chat_template(p.text) if use_template else p.text for p in items]
     prompt_ids = [adapter.tokenize(t) for t in texts]
     _check_context(adapter, prompt_ids, max_new_tokens)
-
-    has_categories = any(p.category is not None for p in items)
-    categories = [p.category or "" for p in items] if has_categories else None
     model_config = _model_config(adapter)
+    settings = _settings(adapter, signal, max_new_tokens, use_template, do_sample, seed, batch_size, stop_at_eos)
+    state = RecordingState.empty(len(items), max_new_tokens, adapter.n_layers, adapter.n_heads)
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = _open_checkpoint(checkpoint, adapter, items, prompt_ids, model_config, settings)
+        ckpt.load_into(state)
+    generate = functools.partial(
+        adapter.generate, max_new_tokens=max_new_tokens, do_sample=do_sample, stop_at_eos=stop_at_eos
+    )
+    _record_batches(adapter, signal_fn, generate, prompt_ids, batch_plan(prompt_ids, batch_size),
+                    state, ckpt, seed=seed, progress=progress)
+    activity = _activity(adapter, items, prompt_ids, state, model_config, settings)
+    check_not_degenerate(activity)
+    return activity
+
+
+def _settings(
+    adapter: ModelAdapter, signal: str, max_new_tokens: int, use_template: bool, do_sample: bool,
+    seed: int, batch_size: int, stop_at_eos: bool,
+) -> dict[str, Any]:
+    """``HeadActivity.settings`` (also the key a checkpoint must match to resume)."""
     settings = {
         "signal": signal,
         "max_new_tokens": int(max_new_tokens),
@@ -158,20 +168,25 @@ def record_head_activity(
     }
     if not stop_at_eos:  # only when set, so checkpoints of earlier versions still resume
         settings["stop_at_eos"] = False
-    state = RecordingState.empty(len(items), max_new_tokens, adapter.n_layers, adapter.n_heads)
-    ckpt = None
-    if checkpoint is not None:
-        ckpt = _open_checkpoint(checkpoint, adapter, items, prompt_ids, model_config, settings)
-        ckpt.load_into(state)
+    return settings
 
-    plan = batch_plan(prompt_ids, batch_size)
-    bar = tqdm(
-        total=len(items),
-        initial=state.n_done,
-        unit="prompt",
-        desc="recording",
-        disable=not progress,
-    )
+
+def _record_batches(
+    adapter: ModelAdapter,
+    signal_fn: Any,
+    generate: Any,
+    prompt_ids: list[list[int]],
+    plan: list[list[int]],
+    state: RecordingState,
+    ckpt: Any,
+    *,
+    seed: int,
+    progress: bool,
+) -> None:
+    """Generate and record every batch of ``plan`` not done yet into ``state``, saving the
+    checkpoint after each; on Ctrl-C, save what finished and say how to resume."""
+    n_prompts = len(prompt_ids)
+    bar = tqdm(total=n_prompts, initial=state.n_done, unit="prompt", desc="recording", disable=not progress)
     saved = state.n_done
     # eval() walks every module (slow on the bridge): only when the model is training
     eval_mode = adapter.eval_mode() if adapter.model.training else contextlib.nullcontext()
@@ -181,18 +196,10 @@ def record_head_activity(
                 if bool(state.done[indices].all()):
                     continue
                 start = time.perf_counter()
-                batch_prompts = [prompt_ids[i] for i in indices]
                 recorder = GenerationRecorder(adapter, signal_fn)
                 with adapter.hooks(recorder.hooks()):
-                    generated = adapter.generate(
-                        batch_prompts,
-                        max_new_tokens=max_new_tokens,
-                        do_sample=do_sample,
-                        seed=_batch_seed(seed, b),
-                        stop_at_eos=stop_at_eos,
-                    )
-                values = recorder.values(generated, n_steps=max_new_tokens)
-                state.put(indices, values, generated)
+                    generated = generate([prompt_ids[i] for i in indices], seed=_batch_seed(seed, b))
+                state.put(indices, recorder.values(generated, n_steps=state.values.shape[1]), generated)
                 if ckpt is not None:
                     ckpt.save(state)
                     saved = state.n_done
@@ -205,19 +212,30 @@ def record_head_activity(
                 ckpt.save(state)
             _note(
                 err,
-                f"synergy-lens: recording interrupted; {state.n_done} of {len(items)} "
+                f"synergy-lens: recording interrupted; {state.n_done} of {n_prompts} "
                 f"prompts are saved in {ckpt.path}. Call again with the same arguments "
                 "to resume.",
             )
         raise
 
+
+def _activity(
+    adapter: ModelAdapter,
+    items: list[Prompt],
+    prompt_ids: list[list[int]],
+    state: RecordingState,
+    model_config: dict[str, Any],
+    settings: dict[str, Any],
+) -> HeadActivity:
+    """The finished recording as a :class:`HeadActivity` (completions decoded)."""
     tok = adapter.tokenizer
     generated_ids = [list(g or []) for g in state.generated_ids]
-    activity = HeadActivity(
+    has_categories = any(p.category is not None for p in items)
+    return HeadActivity(
         values=state.values,
         lengths=torch.tensor([len(g) for g in generated_ids], dtype=torch.long),
         prompts=[p.text for p in items],
-        categories=categories,
+        categories=[p.category or "" for p in items] if has_categories else None,
         prompt_ids=prompt_ids,
         generated_ids=generated_ids,
         completions=[tok.decode(g, skip_special_tokens=True) for g in generated_ids],
@@ -226,8 +244,6 @@ def record_head_activity(
         settings=settings,
         prompt_texts=[tok.decode(ids) for ids in prompt_ids],
     )
-    check_not_degenerate(activity)
-    return activity
 
 
 def _model_config(adapter: ModelAdapter) -> dict[str, Any]:
@@ -397,7 +413,7 @@ def _one_pass(
         out[:, :, layer, :] = value.float()
         recorded.add(layer)
         if layer == n_layers - 1:
-            raise _StopForward  # the rest of the network is not needed
+            raise H.StopForward  # the rest of the network is not needed
 
     fwd_hooks = [
         (H.hook_z(layer), functools.partial(reduce_z, layer=layer)) for layer in range(n_layers)
@@ -405,7 +421,7 @@ def _one_pass(
     with torch.inference_mode():
         try:
             adapter.forward(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
-        except _StopForward:
+        except H.StopForward:
             pass
     if len(recorded) != n_layers:
         missing = sorted(set(range(n_layers)) - recorded)

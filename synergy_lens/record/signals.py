@@ -39,6 +39,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from synergy_lens._registry import Registry
+
 __all__ = [
     "SIGNALS",
     "SignalFn",
@@ -113,12 +115,17 @@ def l2_out(
     return torch.linalg.vector_norm(out, dim=-1)
 
 
-SIGNALS: dict[str, Callable[..., Tensor]] = {"l2": l2, "l2_out": l2_out}
+SIGNALS: Registry[Callable[..., Tensor]] = Registry(
+    "signal",
+    hint="register your own with synergy_lens.register_signal(name, fn)",
+    entries=[("l2", l2), ("l2_out", l2_out)],
+)
 """Signal registry, name -> function. Add to it with :func:`register_signal`."""
 
 
-def register_signal(name: str, fn: Callable[..., Tensor], *, overwrite: bool = False) -> None:
-    """Make ``fn`` available as ``record_head_activity(..., signal=name)``.
+def register_signal(name: str, fn: Callable[..., Tensor] | None = None, *, overwrite: bool = False) -> Any:
+    """Make ``fn`` available as ``record_head_activity(..., signal=name)``; returns ``fn``
+    (without ``fn``, a decorator).
 
     Args:
         name: the registry key, stored in ``HeadActivity.settings["signal"]``.
@@ -127,28 +134,24 @@ def register_signal(name: str, fn: Callable[..., Tensor], *, overwrite: bool = F
         overwrite: replace an existing signal of the same name (the built-ins included).
 
     Example:
-        >>> register_signal("l1", lambda z, *, adapter, layer: z.abs().sum(-1))
+        >>> @register_signal("l1")
+        ... def l1(z, *, adapter, layer):
+        ...     return z.abs().sum(-1)
         >>> "l1" in SIGNALS
         True
         >>> del SIGNALS["l1"]
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a signal name must be a non-empty string, got {name!r}")
-    if not callable(fn):
-        raise TypeError(f"signal {name!r} must be callable as fn(z, *, adapter, layer)")
-    if name in SIGNALS and not overwrite:
-        raise ValueError(
-            f"a signal named {name!r} is already registered: pick another name or pass "
-            "overwrite=True"
-        )
-    SIGNALS[name] = fn
+
+    def add(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if not callable(f):
+            raise TypeError(f"signal {name!r} must be callable as fn(z, *, adapter, layer)")
+        return SIGNALS.register(name, f, overwrite=overwrite)
+
+    return add if fn is None else add(fn)
 
 
 def get_signal(name: str) -> Callable[..., Tensor]:
     """The registered signal function called ``name`` (clear error when unknown)."""
-    if not isinstance(name, str) or name not in SIGNALS:
-        raise ValueError(
-            f"unknown signal {name!r}: use one of {sorted(SIGNALS)} or register your own "
-            "with synergy_lens.register_signal(name, fn)"
-        )
-    return SIGNALS[name]
+    if not isinstance(name, str):
+        raise SIGNALS.unknown(name)
+    return SIGNALS[name]  # an unknown name raises, listing the registered ones

@@ -33,12 +33,6 @@ _ORDER_COLORS = {"synergy-first": S.SYNERGY, "redundancy-first": S.REDUNDANCY}
 _CONDITION_COLORS = {"clean": "#444444", "synergistic": S.SYNERGY, "redundant": S.REDUNDANCY, "random": S.RANDOM}
 
 
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def plot_ablation(curve: Any, *, band: tuple[float, float] | None = None, title: str | None = None) -> go.Figure:
     """Cumulative ablation curves with the spread of the random orders.
 
@@ -54,25 +48,25 @@ def plot_ablation(curve: Any, *, band: tuple[float, float] | None = None, title:
         then one line per named order (``y = curve.curves[name]``). ``x`` is always
         ``curve.steps`` (number of heads ablated).
     """
-    x = _np(curve.steps)
+    x = S.as_array(curve.steps)
     fig = go.Figure()
     n_random = int(curve.random.shape[0]) if curve.random.numel() else 0
     if n_random:
         if band is None:
-            hi, lo, what = _np(curve.random_max), _np(curve.random_min), f"min-max of {n_random} random orders"
+            hi, lo, what = S.as_array(curve.random_max), S.as_array(curve.random_min), f"min-max of {n_random} random orders"
         else:
-            hi, lo = _np(curve.random_quantile(band[1])), _np(curve.random_quantile(band[0]))
+            hi, lo = S.as_array(curve.random_quantile(band[1])), S.as_array(curve.random_quantile(band[0]))
             what = f"{band[0]:.0%}-{band[1]:.0%} of {n_random} random orders"
         fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip",
                                  name="random band (high)", legendgroup="random"))
         fig.add_trace(go.Scatter(x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty",
                                  fillcolor=S.rgba(S.RANDOM, 0.3), name=what, legendgroup="random"))
-        fig.add_trace(go.Scatter(x=x, y=_np(curve.random_mean), mode="lines+markers", name="random (mean)",
+        fig.add_trace(go.Scatter(x=x, y=S.as_array(curve.random_mean), mode="lines+markers", name="random (mean)",
                                  line={"color": S.CONTROL, "dash": "dash", "width": 2}, legendgroup="random",
                                  hovertemplate="%{x} heads: %{y:.4g} nats<extra>random mean</extra>"))
     for k, (name, values) in enumerate(curve.curves.items()):
         color = _ORDER_COLORS.get(name, S.PALETTE[2 + k % (len(S.PALETTE) - 2)])
-        fig.add_trace(go.Scatter(x=x, y=_np(values), mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=x, y=S.as_array(values), mode="lines+markers", name=name,
                                  line={"color": color, "width": 2.5}, marker={"size": 6},
                                  hovertemplate="%{x} heads: %{y:.4g} nats<extra>" + name + "</extra>"))
     mode = curve.meta.get("mode", "zero")
@@ -120,8 +114,8 @@ def plot_layer_skip(result: Any, *, title: str | None = None) -> go.Figure:
         of ``result.accuracy`` with Wilson error bars plus a dashed clean-accuracy line
         (when measured), in two panels; ``x`` is ``result.layers``.
     """
-    layers = _np(result.layers)
-    has_div = bool(np.isfinite(_np(result.divergence)).any())
+    layers = S.as_array(result.layers)
+    has_div = bool(np.isfinite(S.as_array(result.divergence)).any())
     has_acc = bool(result.correct.numel())
     panels = [p for p, ok in (("divergence", has_div), ("accuracy", has_acc)) if ok] or ["divergence"]
     fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.1,
@@ -129,7 +123,7 @@ def plot_layer_skip(result: Any, *, title: str | None = None) -> go.Figure:
                                          "accuracy": "task accuracy"}[p] for p in panels])
     col = 1
     if "divergence" in panels:
-        fig.add_trace(go.Bar(x=layers, y=_np(result.divergence), name="divergence", marker_color=S.PALETTE[2],
+        fig.add_trace(go.Bar(x=layers, y=S.as_array(result.divergence), name="divergence", marker_color=S.PALETTE[2],
                              hovertemplate="skip layer %{x}: %{y:.4g} nats<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="skipped layer", row=1, col=col)
         col += 1

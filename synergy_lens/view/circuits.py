@@ -28,6 +28,10 @@ same component names and properties as ``circuitsvis.attention.attention_heads``
 - :class:`OfflineHTML` is a ``circuitsvis`` ``RenderedHTML`` whose every representation is
   the offline one, and :attr:`OfflineHTML.fragment` is the view without the bundle, for
   pages that include the bundle once (the HTML report does).
+
+The patterns themselves are recorded by :func:`synergy_lens.record.attention.head_attention`
+(re-exported here with :class:`HeadAttention`, :func:`parse_heads` and :func:`token_strings`):
+views only draw what they are given.
 """
 
 from __future__ import annotations
@@ -37,19 +41,21 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from circuitsvis.utils.render import RenderedHTML
-from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens import hooks as H
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens.record.attention import (  # re-exported
+    HeadAttention,
+    head_attention,
+    parse_heads,
+    token_strings,
+)
+from synergy_lens.units import unit_label
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -63,9 +69,6 @@ __all__ = [
     "render_offline",
     "token_strings",
 ]
-
-_LABEL = re.compile(r"^L(\d+)H(\d+)$")
-
 
 @functools.lru_cache(maxsize=1)
 def circuitsvis_js() -> str:
@@ -147,111 +150,6 @@ def render_offline(component: str, **props: Any) -> OfflineHTML:
 # ----------------------------------------------------------------------------- attention
 
 
-def parse_heads(heads: Any, n_heads: int | None = None, k: int = 6) -> list[tuple[int, int]]:
-    """Normalise a head selection to ``[(layer, head), ...]``.
-
-    Accepts ``(layer, head)`` pairs, labels ``"L5H3"``, unit indices (with ``n_heads``),
-    a ``Core`` (its abstract heads, strongest first) or ``HeadScores`` (the top ``k``).
-    """
-    if hasattr(heads, "pairs") and hasattr(heads, "abstract"):  # Core
-        return list(heads.pairs("abstract"))[:k]
-    if hasattr(heads, "core") and hasattr(heads, "values"):  # HeadScores
-        flat = heads.values.flatten()
-        nh = heads.values.shape[1]
-        order = [u for u in torch.argsort(torch.nan_to_num(flat, nan=-torch.inf), descending=True).tolist()
-                 if torch.isfinite(flat[u])]
-        return [(u // nh, u % nh) for u in order[:k]]
-    out = []
-    for h in heads:
-        if isinstance(h, str):
-            m = _LABEL.match(h)
-            if not m:
-                raise ValueError(f"head label {h!r} is not of the form 'L<layer>H<head>' (e.g. 'L5H3')")
-            out.append((int(m.group(1)), int(m.group(2))))
-        elif isinstance(h, (int, np.integer)):
-            if n_heads is None:
-                raise ValueError("unit indices need n_heads (unit = layer * n_heads + head)")
-            out.append((int(h) // n_heads, int(h) % n_heads))
-        else:
-            layer, head = h
-            out.append((int(layer), int(head)))
-    return out
-
-
-def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    """Each token id decoded on its own (what CircuitsVis shows as one token)."""
-    return [tokenizer.decode([int(i)]) for i in ids]
-
-
-@dataclass
-class HeadAttention:
-    """Attention patterns of some heads on one token sequence.
-
-    Attributes:
-        tokens: the decoded tokens (one string per position).
-        patterns: float32 ``[head, q_pos, k_pos]`` (rows sum to 1, upper triangle 0).
-        labels: ``"L{layer}H{head}"`` per pattern.
-        meta: JSON-able extras (model name, prompt index).
-    """
-
-    tokens: list[str]
-    patterns: Float[Tensor, "head q_pos k_pos"]
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, path: str | Path) -> None:
-        """``torch.save`` of a tensor and a JSON header (reload with :meth:`load`)."""
-        header = {"tokens": self.tokens, "labels": self.labels, "meta": self.meta}
-        save_payload(path, "synergy_lens.HeadAttention/1", {"patterns": self.patterns}, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> HeadAttention:
-        data, header = load_payload(path, "synergy_lens.HeadAttention/1")
-        return cls(tokens=header["tokens"], patterns=data["patterns"], labels=header["labels"], meta=header["meta"])
-
-
-@torch.inference_mode()
-def head_attention(model: Any, tokens: str | Sequence[int], heads: Any, *, k: int = 6) -> HeadAttention:
-    """Record the attention patterns of ``heads`` on one sequence (one forward pass).
-
-    Args:
-        model: HookedTransformer, TransformerBridge or ``ModelAdapter``.
-        tokens: a text (tokenised with the model's BOS policy, no chat template) or token
-            ids, e.g. ``activity.full_ids(0)`` for a recorded prompt and its generation.
-        heads: see :func:`parse_heads` (pairs, labels, a ``Core``, ``HeadScores``).
-        k: how many heads to take from a ``Core`` / ``HeadScores``.
-
-    Reads ``blocks.{L}.attn.hook_pattern`` (``[batch, head, q_pos, k_pos]``) of each layer
-    involved; for grouped-query models the query heads are the units, as everywhere.
-    """
-    from synergy_lens.models.adapter import adapt
-
-    adapter = adapt(model)
-    pairs = parse_heads(heads, adapter.n_heads, k)
-    if not pairs:
-        raise ValueError("no heads selected")
-    for layer, head in pairs:
-        if not (0 <= layer < adapter.n_layers and 0 <= head < adapter.n_heads):
-            raise ValueError(f"head L{layer}H{head} is outside this model "
-                             f"({adapter.n_layers} layers x {adapter.n_heads} heads)")
-    ids = adapter.tokenize(tokens) if isinstance(tokens, str) else [int(t) for t in tokens]
-    if not ids:
-        raise ValueError("empty token sequence")
-    layers = sorted({layer for layer, _ in pairs})
-    store: dict[int, Tensor] = {}
-
-    def grab(pattern: Tensor, *, hook: Any, layer: int) -> None:
-        store[layer] = pattern[0].detach().float().cpu()
-
-    hooks = [(H.hook_pattern(layer), functools.partial(grab, layer=layer)) for layer in layers]
-    adapter.forward(torch.tensor([ids], device=adapter.device), fwd_hooks=hooks)
-    patterns = torch.stack([store[layer][head] for layer, head in pairs])
-    return HeadAttention(
-        tokens=token_strings(adapter.tokenizer, ids), patterns=patterns,
-        labels=[f"L{layer}H{head}" for layer, head in pairs], meta={"model_name": adapter.name},
-    )
-
-
 def attention_view(attention: HeadAttention, *, decimals: int = 4) -> OfflineHTML:
     """CircuitsVis ``AttentionHeads`` of a :class:`HeadAttention` (causal: upper triangle masked).
 
@@ -287,7 +185,7 @@ def activity_tokens_view(
     """
     ((layer, h),) = parse_heads([head])
     if not (0 <= layer < activity.n_layers and 0 <= h < activity.n_heads):
-        raise ValueError(f"head L{layer}H{h} is outside the recording ({activity.n_layers} x {activity.n_heads})")
+        raise ValueError(f"head {unit_label(layer, h)} is outside the recording ({activity.n_layers} x {activity.n_heads})")
     if not 0 <= prompt < activity.n_prompts:
         raise ValueError(f"prompt {prompt} out of range (the recording has {activity.n_prompts})")
     n = int(activity.lengths[prompt])

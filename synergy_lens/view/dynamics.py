@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "plot_embedding",
     "plot_order_parameter",
     "plot_residual_flow",
+    "write_figures",
 ]
 
 _ORDER_TITLES = {
@@ -245,3 +247,24 @@ def dynamics_figures(run: Any) -> list[tuple[go.Figure, str]]:
     if energy is not None:
         out.append((plot_energy(energy), f"Layer energy ({energy.definition})."))
     return out
+
+
+def write_figures(study: Any, out: str | Path) -> list[Path]:
+    """The study's figures as HTML files in ``out`` (the ``difficulty`` command writes them).
+
+    Files: ``accuracy``, ``order_parameters``, ``residual_flow`` (when the study has flows)
+    and ``embedding_layer`` / ``embedding_score`` (when it has embeddings). They share one
+    ``plotly.min.js`` written beside them, so they open offline.
+    """
+    figs = {"accuracy": plot_accuracy_levels(study), "order_parameters": plot_order_parameter(study)}
+    if study.flows:
+        figs["residual_flow"] = plot_residual_flow(study)
+    if study.embeddings:
+        figs["embedding_layer"] = plot_embedding(study, "layer")
+        figs["embedding_score"] = plot_embedding(study, "score")
+    paths = []
+    for name, fig in figs.items():
+        path = Path(out) / f"{name}.html"
+        fig.write_html(path, include_plotlyjs="directory")
+        paths.append(path)
+    return paths

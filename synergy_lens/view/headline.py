@@ -23,19 +23,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from synergy_lens.units import normalised_depth
 from synergy_lens.view import style as S
 
 __all__ = ["plot_rank_uncertainty", "plot_robustness", "plot_score_profiles"]
 
 
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def _depth(n: int) -> np.ndarray:
-    return np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+    return normalised_depth(n).numpy()
 
 
 def _panel(fig: go.Figure, row: int, col: int, profile: np.ndarray, null: np.ndarray, *,
@@ -79,8 +74,8 @@ def plot_score_profiles(headline: Any, *, title: str | None = None) -> go.Figure
     fig = make_subplots(rows=1, cols=len(scores), subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.05)
     for k in range(len(scores)):
-        _panel(fig, 1, k + 1, _np(headline.profile[k]), _np(headline.null_profile_mean[k]),
-               low=_np(headline.low[k]), high=_np(headline.high[k]), legend=k == 0)
+        _panel(fig, 1, k + 1, S.as_array(headline.profile[k]), S.as_array(headline.null_profile_mean[k]),
+               low=S.as_array(headline.low[k]), high=S.as_array(headline.high[k]), legend=k == 0)
     S.style_figure(fig, title=title or "Layer profile of each score against the autocorrelation null",
                    subtitle=f"min-max scaled; band: {round(100 * (1 - headline.alpha))}% bootstrap over prompts; "
                             f"dashed: mean of {headline.n_surrogates} circular-shift surrogates",
@@ -112,10 +107,10 @@ def plot_robustness(rob: Any, *, title: str | None = None) -> go.Figure:
                         shared_yaxes=True, vertical_spacing=0.09, horizontal_spacing=0.03)
     for s in range(len(scores)):
         for v in range(len(variants)):
-            prof = _np(rob.profile[v, s])
+            prof = S.as_array(rob.profile[v, s])
             if not np.isfinite(prof).any():
                 continue
-            _panel(fig, s + 1, v + 1, prof, _np(rob.null_profile[v, s]), legend=(s == 0 and v == 0))
+            _panel(fig, s + 1, v + 1, prof, S.as_array(rob.null_profile[v, s]), legend=(s == 0 and v == 0))
     S.style_figure(fig, title=title or "Robustness: the layer profile under each analysis choice",
                    subtitle=f"rows: scores; columns: choices; dashed: mean of {rob.n_surrogates} surrogates",
                    height=max(420, 240 * len(scores) + 60))
@@ -142,7 +137,7 @@ def plot_rank_uncertainty(ranks: Any, *, top: int = 40, unstable: Any = None, ti
     mask = getattr(unstable, "unstable", unstable)
     flagged = set()
     if mask is not None:
-        flagged = {lab for lab, bad in zip(ranks.labels, _np(mask).ravel().tolist()) if bad}
+        flagged = {lab for lab, bad in zip(ranks.labels, S.as_array(mask).ravel().tolist()) if bad}
     symbols = ["x" if lab in flagged else ("square" if core else "circle")
                for lab, core in zip(df["label"], df["in_core"])]
     fig = go.Figure(go.Scatter(

@@ -28,6 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from synergy_lens.units import unit_label
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -46,12 +47,6 @@ _SCORE_TITLES = {
     "mean_sts": "mean persistent synergy (nats)",
     "mean_rtr": "mean persistent redundancy (nats)",
 }
-
-
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 def plot_matrices(result: Any, atoms: tuple[str, ...] = ("sts", "rtr"), *, title: str | None = None) -> go.Figure:
@@ -76,7 +71,7 @@ def plot_matrices(result: Any, atoms: tuple[str, ...] = ("sts", "rtr"), *, title
     ticks, texts = S.tick_every_layer(n_layers, n_heads)
     ticks = [labels[t] for t in ticks]
     for k, atom in enumerate(atoms):
-        z = _np(result.atom(atom))
+        z = S.as_array(result.atom(atom))
         domain = fig.layout["xaxis" if k == 0 else f"xaxis{k + 1}"].domain
         finite = z[np.isfinite(z)]
         lo = min(0.0, float(np.percentile(finite, 1))) if finite.size else 0.0
@@ -132,7 +127,7 @@ def plot_head_grid(
         ``zmid`` as the centre above; mean sts / rtr use their sequential colours.
     """
     name = field or scores.score
-    values = _np(scores.values if field is None else getattr(scores, field))
+    values = S.as_array(scores.values if field is None else getattr(scores, field))
     n_layers, n_heads = values.shape
     labels = np.array(scores.labels, dtype=object).reshape(n_layers, n_heads)
     diverging = name not in ("mean_sts", "mean_rtr")
@@ -159,15 +154,15 @@ def plot_head_grid(
             fig.add_trace(go.Scatter(
                 x=[h for _, h in pairs], y=[layer for layer, _ in pairs], mode="markers", name=f"{group} heads",
                 marker={"symbol": symbol, "size": 14, "color": color, "line": {"width": 2.5, "color": color}},
-                text=[f"L{layer}H{h}" for layer, h in pairs], hovertemplate="%{text}: " + group + "<extra></extra>",
+                text=[unit_label(layer, h) for layer, h in pairs], hovertemplate="%{text}: " + group + "<extra></extra>",
             ))
     unstable = getattr(scores, "unstable", None)
     if unstable is not None and bool(unstable.any()):
-        cells = [(u // n_heads, u % n_heads) for u, bad in enumerate(_np(unstable).ravel().tolist()) if bad]
+        cells = [(u // n_heads, u % n_heads) for u, bad in enumerate(S.as_array(unstable).ravel().tolist()) if bad]
         fig.add_trace(go.Scatter(
             x=[h for _, h in cells], y=[layer for layer, _ in cells], mode="markers", name="unstable heads",
             marker={"symbol": "x-thin-open", "size": 12, "color": "#000000", "line": {"width": 2, "color": "#000000"}},
-            text=[f"L{layer}H{h}" for layer, h in cells],
+            text=[unit_label(layer, h) for layer, h in cells],
             hovertemplate="%{text}: series too coarse to estimate (unstable)<extra></extra>",
         ))
     fig.update_yaxes(range=[n_layers - 0.5, -0.5], showgrid=False, dtick=max(1, n_layers // 15))
@@ -191,8 +186,8 @@ def plot_score_scatter(scores: Any, *, title: str | None = None) -> go.Figure:
         One scatter trace with ``x = mean_rtr``, ``y = mean_sts`` (flattened layer-major, so
         point ``u`` is unit ``u``), ``text = labels``.
     """
-    x, y = _np(scores.mean_rtr).ravel(), _np(scores.mean_sts).ravel()
-    n_layers, n_heads = _np(scores.values).shape
+    x, y = S.as_array(scores.mean_rtr).ravel(), S.as_array(scores.mean_sts).ravel()
+    n_layers, n_heads = S.as_array(scores.values).shape
     layer = np.repeat(np.arange(n_layers), n_heads)
     fig = go.Figure(go.Scatter(
         x=x, y=y, mode="markers", text=list(scores.labels), name="heads",
@@ -210,12 +205,12 @@ def plot_score_scatter(scores: Any, *, title: str | None = None) -> go.Figure:
 
 
 def _profile_traces(fig: go.Figure, profile: Any, name: str, color: str, *, dash: str | None = None) -> None:
-    depth, values = _np(profile.depth), _np(profile.values)
+    depth, values = S.as_array(profile.depth), S.as_array(profile.values)
     if profile.low is not None and profile.high is not None:
         level = round(100 * (1 - profile.alpha))
-        fig.add_trace(go.Scatter(x=depth, y=_np(profile.high), mode="lines", line={"width": 0}, showlegend=False,
+        fig.add_trace(go.Scatter(x=depth, y=S.as_array(profile.high), mode="lines", line={"width": 0}, showlegend=False,
                                  hoverinfo="skip", name=f"{name} {level}% band (high)", legendgroup=name))
-        fig.add_trace(go.Scatter(x=depth, y=_np(profile.low), mode="lines", line={"width": 0}, fill="tonexty",
+        fig.add_trace(go.Scatter(x=depth, y=S.as_array(profile.low), mode="lines", line={"width": 0}, fill="tonexty",
                                  fillcolor=S.rgba(color, 0.18), name=f"{name} {level}% band (low)",
                                  hoverinfo="skip", showlegend=False, legendgroup=name))
     layers = list(range(len(values)))

@@ -9,7 +9,7 @@ only for the results the run has:
    p against the autocorrelation-preserving surrogate null; ``analysis.headline``), the
    core heads with their bootstrap core frequency and null test, unstable heads, the
    scores' profiles side by side with their agreement, the robustness table, the syn/red
-   Spearman warning, and the per-layer table (:func:`layer_summary`).
+   Spearman warning, and the per-layer table (``analysis.tables.layer_summary``).
 2. Settings used.
 3. Layer profile(s), with a control overlay when the run has one.
 3b. Robustness: small multiples and the table of ``analysis.robustness``.
@@ -32,64 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from synergy_lens.analysis.tables import core_table, layer_summary
 from synergy_lens.view import matrices as M
 from synergy_lens.view.page import Report
 from synergy_lens.view.results import RunResults
 
 __all__ = ["build_report", "core_table", "headline_lines", "layer_summary", "write_report"]
-
-
-def layer_summary(scores: Any, profile: Any = None, core: Any = None) -> Any:
-    """One row per layer: the numbers behind the layer profile, as a DataFrame.
-
-    Columns: ``layer``, ``depth``, ``mean_sts``, ``mean_rtr`` (means over the layer's heads,
-    nats), ``score`` (mean of ``scores.values``), ``profile`` / ``low`` / ``high`` (the
-    plotted profile and its band, when given), ``abstract`` / ``memory`` (core heads in the
-    layer, when given) and ``top_head`` (the layer's highest-scoring head).
-    """
-    import pandas as pd
-
-    values = scores.values.detach().cpu().numpy()
-    n_layers = values.shape[0]
-    depth = np.linspace(0.0, 1.0, n_layers) if n_layers > 1 else np.zeros(1)
-    with np.errstate(all="ignore"):
-        frame: dict[str, Any] = {
-            "layer": np.arange(n_layers),
-            "depth": depth,
-            "mean_sts": np.nanmean(scores.mean_sts.numpy(), axis=1),
-            "mean_rtr": np.nanmean(scores.mean_rtr.numpy(), axis=1),
-            "score": np.nanmean(values, axis=1),
-        }
-    if profile is not None:
-        frame["profile"] = profile.values.numpy()
-        if profile.low is not None and profile.high is not None:
-            frame["low"], frame["high"] = profile.low.numpy(), profile.high.numpy()
-    if core is not None:
-        frame["abstract"] = core.abstract.sum(1).numpy()
-        frame["memory"] = core.memory.sum(1).numpy()
-    top = []
-    for layer in range(n_layers):
-        row = values[layer]
-        top.append(f"L{layer}H{int(np.nanargmax(row))}" if np.isfinite(row).any() else "")
-    frame["top_head"] = top
-    return pd.DataFrame(frame).set_index("layer")
-
-
-def core_table(core: Any) -> Any:
-    """One row per layer: its abstract (core) heads and its memory heads, strongest first,
-    each as ``"L5H3 (41)"`` with the head's score; layers with neither are left out."""
-    import pandas as pd
-
-    rows = []
-    values = core.values
-    for layer in range(core.n_layers):
-        cells = {}
-        for group in ("abstract", "memory"):
-            pairs = [(lay, h) for lay, h in core.pairs(group) if lay == layer]
-            cells[group] = ", ".join(f"L{lay}H{h} ({float(values[lay, h]):.3g})" for lay, h in pairs)
-        if cells["abstract"] or cells["memory"]:
-            rows.append({"layer": layer, "abstract heads": cells["abstract"], "memory heads": cells["memory"]})
-    return pd.DataFrame(rows, columns=["layer", "abstract heads", "memory heads"]).set_index("layer")
 
 
 def _fmt_ci(ci: Any) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "SYNERGY_SCALE",
     "TEMPLATE",
     "LAYER_SCALE",
+    "as_array",
     "atom_color",
     "atom_scale",
     "rgba",
@@ -200,3 +202,10 @@ def as_list(x: Any) -> list[Any]:
     if isinstance(x, Sequence):
         return list(x)
     raise TypeError(f"cannot turn {type(x).__name__} into a list")
+
+
+def as_array(x: Any) -> np.ndarray:
+    """A tensor/array/sequence as a float64 NumPy array on the CPU (for figure data)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Rule spaces and exact solvers behind the procedurally generated tasks.
 
-The task generators in :mod:`synergy_lens.dynamics.tasks` only sample; this module knows
+The task generators in :mod:`synergy_lens.record.tasks` only sample; this module knows
 the answers.  Two pieces live here:
 
 * **Arithmetic.**  An expression is a flat token list (numbers, ``+ - *``, at most one

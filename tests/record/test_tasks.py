@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synergy_lens.dynamics import tasks as T
-from synergy_lens.dynamics.tasks import (
+from synergy_lens.record import tasks as T
+from synergy_lens.record.tasks import (
     FAMILIES,
     Task,
     accuracy_table,
@@ -520,8 +520,7 @@ def custom_family():
 
     register_family(name, gen, lambda task, c: c.strip() == task.answer)
     yield name
-    for registry in (T._GENERATORS, T._SCORERS, T._MAX_LEVELS):
-        registry.pop(name, None)
+    T._FAMILIES.pop(name, None)
 
 
 def test_register_family(custom_family: str) -> None:

@@ -50,7 +50,8 @@ from typing import Any, TypeAlias
 import pandas as pd
 
 from synergy_lens._binomial import wilson_interval
-from synergy_lens.dynamics._solvers import (
+from synergy_lens._registry import Registry
+from synergy_lens.record._solvers import (
     EASY_LIST_PRIMITIVES,
     LIST_DESCRIPTIONS,
     LIST_PRIMITIVES,
@@ -69,6 +70,7 @@ from synergy_lens.dynamics._solvers import (
 
 __all__ = [
     "FAMILIES",
+    "TaskFamily",
     "MAX_LEVEL",
     "Task",
     "TaskGenerator",
@@ -115,12 +117,25 @@ TaskGenerator: TypeAlias = Callable[[random.Random, int], tuple[str, str, dict[s
 TaskScorer: TypeAlias = Callable[[Task, str], bool]
 """``(task, completion) -> correct?``"""
 
-_GENERATORS: dict[str, TaskGenerator] = {}
-_SCORERS: dict[str, TaskScorer] = {}
-_MAX_LEVELS: dict[str, int | None] = {}
 
-FAMILIES: Mapping[str, TaskGenerator] = MappingProxyType(_GENERATORS)
-"""Read-only live view of the registry: family name -> generator (registration order)."""
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """A registered family: its generator (call the family itself), scorer and top level."""
+
+    generator: TaskGenerator
+    scorer: TaskScorer
+    max_level: int | None = None
+
+    def __call__(self, rng: random.Random, level: int) -> tuple[str, str, dict[str, Any]]:
+        return self.generator(rng, level)
+
+
+_FAMILIES: Registry[TaskFamily] = Registry("task family", hint="add one with register_family")
+
+FAMILIES: Mapping[str, TaskFamily] = MappingProxyType(_FAMILIES)
+"""Read-only live view of the registry: family name -> :class:`TaskFamily` (registration
+order); ``FAMILIES[name](rng, level)`` generates like the family's generator."""
 
 
 def register_family(
@@ -142,17 +157,9 @@ def register_family(
         max_level: highest supported level (``None``: unbounded).
         overwrite: allow replacing an existing family.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError("family name must be a non-empty string")
-    if name in _GENERATORS and not overwrite:
-        raise ValueError(
-            f"task family {name!r} is already registered; pass overwrite=True to replace it"
-        )
     if not callable(generator) or not callable(scorer):
         raise TypeError("generator and scorer must be callables")
-    _GENERATORS[name] = generator
-    _SCORERS[name] = scorer
-    _MAX_LEVELS[name] = max_level
+    _FAMILIES.register(name, TaskFamily(generator, scorer, max_level), overwrite=overwrite)
 
 
 def _stream(seed: int, family: str, level: int) -> random.Random:
@@ -161,22 +168,15 @@ def _stream(seed: int, family: str, level: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def _check_family(family: str) -> None:
-    if family not in _GENERATORS:
-        raise ValueError(
-            f"unknown task family {family!r}; known families: {', '.join(_GENERATORS)}"
-        )
-
-
 def generate_tasks(family: str, level: int, n: int, *, seed: int = 0) -> list[Task]:
     """``n`` tasks of one family at one difficulty level.
 
     Same ``(family, level, seed)`` -> same tasks; a larger ``n`` extends the list.
     """
-    _check_family(family)
+    spec = _FAMILIES[family]  # an unknown family raises, listing the registered ones
     if isinstance(level, bool) or not isinstance(level, int) or level < 1:
         raise ValueError(f"level must be an integer >= 1, got {level!r}")
-    top = _MAX_LEVELS[family]
+    top = spec.max_level
     if top is not None and level > top:
         raise ValueError(f"family {family!r} supports levels 1..{top}, got {level}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -184,7 +184,7 @@ def generate_tasks(family: str, level: int, n: int, *, seed: int = 0) -> list[Ta
     rng = _stream(int(seed), family, level)
     tasks = []
     for _ in range(n):
-        prompt, answer, meta = _GENERATORS[family](rng, level)
+        prompt, answer, meta = spec.generator(rng, level)
         tasks.append(Task(family, level, prompt, answer, dict(meta)))
     return tasks
 
@@ -199,7 +199,7 @@ def task_suite(
 
     ``families=None`` uses every registered family in registration order.
     """
-    names = list(_GENERATORS) if families is None else list(families)
+    names = list(_FAMILIES) if families is None else list(families)
     level_list = list(levels)
     if not level_list:
         raise ValueError("levels is empty; pass e.g. range(1, 6)")
@@ -210,10 +210,10 @@ def task_suite(
 
 def score_answer(task: Task, completion: str) -> bool:
     """Whether a raw model completion answers ``task`` correctly (family's scorer)."""
-    _check_family(task.family)
+    spec = _FAMILIES[task.family]
     if not isinstance(completion, str):
         raise TypeError(f"completion must be a str, got {type(completion).__name__}")
-    return bool(_SCORERS[task.family](task, completion))
+    return bool(spec.scorer(task, completion))
 
 
 # ----------------------------------------------------------------------------- arithmetic
