@@ -33,7 +33,6 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -41,7 +40,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.analysis.scores import HeadScores, synergy_scores
 
 if TYPE_CHECKING:
@@ -52,11 +51,10 @@ __all__ = ["Core", "Group", "find_core"]
 Group = Literal["abstract", "memory"]
 """``"abstract"``: top-q heads by score (the synergistic core); ``"memory"``: bottom-q."""
 
-_FORMAT = "synergy_lens.Core/1"
 
 
 @dataclass
-class Core:
+class Core(SavedFields):
     """Abstract (core) and memory heads chosen by one per-head score.
 
     Attributes:
@@ -65,6 +63,8 @@ class Core:
         memory: ``[layer, head]`` mask of the bottom-``q`` heads.
         score: the score's name; q: the fraction used; labels: ``"L{l}H{h}"`` per unit.
     """
+
+    FORMAT = "synergy_lens.Core/2"  # /2: safetensors (SavedFields)
 
     values: Float[Tensor, "layer head"]
     abstract: Bool[Tensor, "layer head"]
@@ -172,19 +172,6 @@ class Core:
                 "group": group,
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {"values": self.values, "abstract": self.abstract, "memory": self.memory},
-            {"score": self.score, "q": self.q, "labels": self.labels},
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> Core:
-        tensors, header = load_payload(path, _FORMAT)
-        return cls(**tensors, score=header["score"], q=header["q"], labels=header["labels"])
 
     def _mask(self, group: str) -> Tensor:
         if group == "abstract":

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +48,6 @@ EnergyFn = Callable[[Tensor, dict[str, Any]], Tensor]
 
 ``context`` holds ``prompt_len`` (int or None), ``d_head`` (int or None), ``n_heads``."""
 
-_FORMAT = "synergy_lens.LayerEnergy/1"
 
 
 def _mean_sq_norm(v: Tensor, ctx: dict[str, Any]) -> Tensor:
@@ -91,7 +89,7 @@ def register_energy(name: str, fn: EnergyFn | None = None, *, overwrite: bool = 
 
 
 @dataclass
-class LayerEnergy:
+class LayerEnergy(SavedFields):
     """Energy per layer under one definition.
 
     Attributes:
@@ -100,6 +98,8 @@ class LayerEnergy:
         per_prompt: ``[prompt, layer]``.
         depth: normalised depth ``layer / (n_layers - 1)``.
     """
+
+    FORMAT = "synergy_lens.LayerEnergy/2"  # /2: safetensors (SavedFields)
 
     definition: str
     values: Float[Tensor, " layer"]
@@ -125,20 +125,6 @@ class LayerEnergy:
                 "sem": sem.numpy(),
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {"values": self.values, "per_prompt": self.per_prompt, "depth": self.depth},
-            {"definition": self.definition, "meta": self.meta},
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> LayerEnergy:
-        tensors, header = load_payload(path, _FORMAT)
-        return cls(**tensors, definition=header["definition"], meta=header["meta"])
-
 
 def layer_energy(activity: Any, *, definition: str | EnergyFn = "mean_sq_norm") -> LayerEnergy:
     """Per-layer energy of a recording under a documented definition.
