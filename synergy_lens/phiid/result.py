@@ -21,15 +21,14 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
@@ -52,7 +51,6 @@ __all__ = ["STREAM_ABOVE_UNITS", "Aggregate", "HeadActivityLike", "PhiIDResult",
 Aggregate = Literal["mean_over_prompts", "pooled"]
 """How prompts are combined; see the module docstring."""
 
-_FORMAT = "synergy_lens.PhiIDResult/1"
 
 STREAM_ABOVE_UNITS = 2048
 """Above this many units :func:`decompose` streams (``stream=None``): the dense result
@@ -81,7 +79,7 @@ class HeadActivityLike(Protocol):
 
 
 @dataclass(repr=False)
-class PhiIDResult(SummaryRepr):
+class PhiIDResult(SummaryRepr, SavedFields):
     """All-pairs PhiID atoms of a model's heads, labelled.
 
     Attributes:
@@ -94,6 +92,9 @@ class PhiIDResult(SummaryRepr):
             ``"mean_over_prompts"`` (for bootstraps over prompts), else None.
         meta: JSON-able extras (model name, prompt count, lengths, ...).
     """
+
+    FORMAT = "synergy_lens.PhiIDResult/2"  # /2: safetensors (SavedFields)
+    SAVED_CONSTANTS: ClassVar[dict[str, Any]] = {"atoms_order": list(ATOMS)}  # a file must list the atoms in this order
 
     atoms: Float[Tensor, "atom unit unit"]
     n_layers: int
@@ -157,40 +158,6 @@ class PhiIDResult(SummaryRepr):
         return pd.DataFrame(frame)
 
     # ----------------------------------------------------------------- save/load
-    def save(self, path: str | Path) -> None:
-        """``torch.save`` of a plain dict of tensors and a JSON string (never a pickle of self)."""
-        header = {
-            "atoms_order": list(ATOMS),
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "labels": list(self.labels),
-            "tau": self.tau,
-            "redundancy": self.redundancy,
-            "aggregate": self.aggregate,
-            "meta": self.meta,
-        }
-        tensors = {"atoms": self.atoms, "per_prompt_sts": self.per_prompt_sts, "per_prompt_rtr": self.per_prompt_rtr}
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PhiIDResult:
-        """Inverse of :meth:`save` (``weights_only`` loading: no code runs)."""
-        payload, header = load_payload(path, _FORMAT)
-        if tuple(header["atoms_order"]) != ATOMS:
-            raise ValueError(f"{path} stores atoms in another order: {header['atoms_order']}")
-        return cls(
-            atoms=payload["atoms"],
-            n_layers=header["n_layers"],
-            n_heads=header["n_heads"],
-            labels=header["labels"],
-            tau=header["tau"],
-            redundancy=header["redundancy"],
-            aggregate=header["aggregate"],
-            per_prompt_sts=payload.get("per_prompt_sts"),
-            per_prompt_rtr=payload.get("per_prompt_rtr"),
-            meta=header["meta"],
-        )
-
 
 def decompose(
     activity: HeadActivityLike,
