@@ -133,17 +133,17 @@ def save_payload(path: str | Path, fmt: str, tensors: Mapping[str, Any], header:
     return atomic_write_bytes(path, save(data, metadata={_META_KEY: meta}))
 
 
-def read_payload(path: str | Path, name: str, *, expected: str | None = None,
+def read_payload(path: str | Path, name: str, *, what: str | None = None, expected: str | None = None,
                  fix: str = "recreate the file, or check the path") -> tuple[dict[str, Any], dict[str, Any], int, bool]:
     """``(tensors, header, version, is_safetensors)`` of a result file of format ``name``.
 
     Reads the safetensors format and the earlier torch format (``header`` is then what that
     file held besides its tensors). Raises ``FileNotFoundError`` or ``ValueError`` naming the
-    file, what was ``expected`` and what was found (an empty, truncated or foreign file,
-    another format), then ``fix``.
+    file, ``what`` was expected (``expected`` when the file holds another format) and what
+    was found (an empty, truncated or foreign file, another format), then ``fix``.
     """
     path = Path(path).expanduser()
-    what = f"a synergy-lens result file ({name})"
+    what = what or f"a synergy-lens result file ({name})"
     expected = expected or what
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (expected {expected})")
