@@ -320,7 +320,7 @@ def _encode(value: Any, key: str, tensors: dict[str, Any]) -> Any:
         return {"$items": [[_encode(k, f"{key}/{i}.key", tensors), _encode(v, f"{key}/{k}", tensors)]
                            for i, (k, v) in enumerate(value.items())]}
     cls = type(value)
-    if cls.__module__.startswith("pandas.") and cls.__name__ == "DataFrame":
+    if cls.__module__.split(".")[0] == "pandas" and cls.__name__ == "DataFrame":
         return {"$frame": _encode(value.to_dict(orient="list"), key, tensors)}
     if dataclasses.is_dataclass(value) and _ours(cls.__module__):
         node: dict[str, Any] = {"$dataclass": f"{cls.__module__}:{cls.__qualname__}"}

@@ -103,3 +103,49 @@ def test_recording_checkpoint_v1_resumes() -> None:
     assert state.values[2, 1, 1, 1].item() == 15 / 4 and bool(state.values[1].isnan().all())
     with pytest.raises(ValueError, match="differs in: model"):
         Checkpoint(STORED_V1 / "recording.ckpt", {**fp, "model": "other"}).load_into(RecordingState.empty(3, 2, 2, 2))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_current_format_round_trips_and_reads_without_synergy_lens(name: str, tmp_path: Path) -> None:
+    """Saved now: a safetensors file whose metadata holds the JSON header; loads back equal."""
+    import json
+
+    from safetensors import safe_open
+
+    want = EXAMPLES[name]
+    path = tmp_path / f"{name}.st"
+    want.save(path)  # type: ignore[attr-defined]
+    file = path / "study.pt" if name == "DifficultyStudy" else path
+    with safe_open(file, framework="pt") as f:  # no unpickler, no synergy_lens code
+        header = json.loads(f.metadata()["synergy_lens"])
+        keys = set(f.keys())
+    assert header["format"] == f"synergy_lens.{name}" and isinstance(header["version"], int)
+    assert header["version"] >= 2 and keys  # every example holds tensors
+    assert_same(type(want).load(path), want, name)  # type: ignore[attr-defined]
+
+
+def test_a_study_level_folder_of_the_earlier_layout_resumes(tmp_path: Path) -> None:
+    """Earlier level folders held fingerprint.json and the finished stages' files; the
+    level's checkpoint takes them over (same study) or refuses them (another study)."""
+    import json
+
+    from synergy_lens.dynamics.study_level import _level_checkpoint
+
+    fp = {"level": 1, "prompts": "abc", "families": ["arithmetic"], "n_boot": 10}
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "fingerprint.json").write_text(json.dumps(fp, indent=1))
+    (old / "activity.pt").write_bytes(b"x")
+    (old / "phiid.pt").write_bytes(b"x")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "fingerprint.json").write_text(json.dumps({**fp, "n_boot": 20}))
+    with pytest.raises(ValueError, match=r"different study \(differs in: n_boot\)"):
+        _level_checkpoint(other, fp)
+    ckpt, done = _level_checkpoint(old, {**fp, "families": ("arithmetic",)})  # a tuple reads back as a list
+    assert done == {"activity", "phiid"} and not (old / "fingerprint.json").exists()
+    assert _level_checkpoint(old, fp)[1] == {"activity", "phiid"}  # now from level.ckpt
+    ckpt.write({}, {"stages": ["activity", "flow", "phiid"]})
+    assert _level_checkpoint(old, fp)[1] == {"activity", "flow", "phiid"}
+    with pytest.raises(ValueError, match=r"different study \(differs in: prompts\)"):
+        _level_checkpoint(old, {**fp, "prompts": "xyz"})

@@ -149,14 +149,16 @@ class Checkpoint:
 
     def check(self, saved: dict[str, Any]) -> None:
         """Refuse a saved fingerprint that differs from this run's, naming the parts."""
-        differ = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+        mine = json.loads(json.dumps(self.fingerprint, default=str))  # as it reads back (tuples are lists)
+        differ = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         if differ:
             raise ValueError(f"the checkpoint {self.path} was written by a different {self.what} (differs in: "
                              f"{', '.join(differ)}). {self.fix}")
 
     def write(self, tensors: dict[str, Tensor], progress: dict[str, Any]) -> None:
         """Replace the file, atomically, with this run's fingerprint and ``progress``."""
-        save_payload(self.path, _FORMAT, tensors, {"fingerprint": self.fingerprint, "progress": progress})
+        fingerprint = json.loads(json.dumps(self.fingerprint, default=str))
+        save_payload(self.path, _FORMAT, tensors, {"fingerprint": fingerprint, "progress": progress})
 
     # -- a recording -----------------------------------------------------------------------
     def load_into(self, state: RecordingState) -> bool:
