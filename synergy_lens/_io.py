@@ -8,9 +8,10 @@
   Its tensors are plain safetensors tensors (readable from any language with a safetensors
   reader); its metadata entry ``"synergy_lens"`` is a JSON header
   ``{"format": "synergy_lens.<Class>", "version": N, ...}``. Nothing is unpickled, and the
-  tag keeps a file of one kind from being loaded as another. Files of the earlier torch
-  format (a ``torch.save`` of plain tensors and a JSON string, tag ``"<name>/<N>"``) are
-  still read, with ``weights_only=True``.
+  tag keeps a file of one kind from being loaded as another. ``N`` counts changes of what a
+  class saves (its fields); the container is told by the file's first bytes, so files of
+  the earlier torch container (a ``torch.save`` of plain tensors and a JSON string tagged
+  ``"<name>/<N>"``) are still read, with ``weights_only=True``.
 - :class:`SavedFields`: ``save``/``load`` of a result dataclass, field by field, through
   :func:`save_fields` / :func:`load_fields`. Every result class uses it; a class whose older
   files had another layout reads them in its ``_from_old_file``.
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Self
 
 __all__ = [
+    "FormatMismatch",
     "SavedFields",
     "atomic_torch_save",
     "atomic_write_bytes",
@@ -168,9 +170,18 @@ def read_payload(path: str | Path, name: str, *, what: str | None = None, expect
     else:  # "name/N"
         found, version = split_tag(tag) if isinstance(tag, str) else (None, 0)
     if found != name:
-        raise ValueError(f"{path}: expected {expected}, found {tag!r}: load it with the matching class")
+        raise FormatMismatch(f"{path}: expected {expected}, found {tag!r}: load it with the matching class",
+                             found=tag)
     assert isinstance(version, int)
     return tensors, header, version, new
+
+
+class FormatMismatch(ValueError):
+    """A result file of another format than the one asked for (``found``: its tag)."""
+
+    def __init__(self, message: str, *, found: Any) -> None:
+        super().__init__(message)
+        self.found = found
 
 
 def load_payload(path: str | Path, fmt: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -388,7 +399,11 @@ def load_fields(cls: Any, path: str | Path) -> Any:
     """Inverse of :func:`save_fields` for the class ``cls``; reads its older formats too."""
     name, current = split_tag(cls.FORMAT)
     path = Path(path).expanduser()
-    tensors, header, version, new = read_payload(path, name, expected=f"a saved {cls.__name__} ({name})")
+    try:
+        tensors, header, version, new = read_payload(path, name)
+    except FormatMismatch as err:
+        raise ValueError(f"{path}: expected a saved {cls.__name__}, found {err.found!r} (expected "
+                         f"{cls.FORMAT!r}): load it with the matching class") from None
     if version > current:
         raise ValueError(f"{path}: a {cls.__name__} file of format version {version}, written by a newer "
                          f"synergy-lens (this one reads up to version {current}); upgrade synergy-lens")
@@ -411,8 +426,8 @@ class SavedFields:
     A subclass sets ``FORMAT`` (``"synergy_lens.Name/N"``, N the version its ``save`` writes),
     optionally ``UNSAVED`` (fields kept in memory only, left at their defaults by ``load``) and
     ``SAVED_CONSTANTS`` (header entries a file must match to load, e.g. the atom order).
-    Files of an older version are read by ``_from_old_file`` (the earlier torch format) or
-    ``_from_fields`` (an older safetensors version).
+    Files of the earlier torch container are read by ``_from_old_file``; a safetensors file of
+    an older ``N`` by ``_from_fields`` (override it to upgrade the fields).
     """
 
     FORMAT: ClassVar[str]

@@ -54,7 +54,7 @@ __all__ = [
 class CheckpointSummary(SavedFields, SummaryRepr):
     """One checkpoint's numbers (what a sweep saves as soon as the checkpoint is done)."""
 
-    FORMAT = "synergy_lens.CheckpointSummary/2"  # /2: safetensors
+    FORMAT = "synergy_lens.CheckpointSummary/1"
 
     name: str
     step: float
@@ -83,7 +83,7 @@ class SweepResult(SavedFields, SummaryRepr):
     ``[checkpoint, score, layer]`` (min-max scaled), ``ranks`` ``[checkpoint, unit]``.
     """
 
-    FORMAT = "synergy_lens.SweepResult/2"  # /2: safetensors
+    FORMAT = "synergy_lens.SweepResult/1"
 
     checkpoints: list[str]
     steps: Float[Tensor, " checkpoint"]

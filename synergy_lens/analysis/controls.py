@@ -177,7 +177,7 @@ class ControlComparison(SavedFields):
         meta: JSON-able extras.
     """
 
-    FORMAT = "synergy_lens.ControlComparison/2"  # /1: a folder of files; /2: one safetensors file
+    FORMAT = "synergy_lens.ControlComparison/1"  # one file (a folder of files before SavedFields)
     UNSAVED = ("results",)
 
     profiles: dict[str, dict[str, LayerProfile]]

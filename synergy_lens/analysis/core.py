@@ -64,7 +64,7 @@ class Core(SavedFields):
         score: the score's name; q: the fraction used; labels: ``"L{l}H{h}"`` per unit.
     """
 
-    FORMAT = "synergy_lens.Core/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.Core/1"  # save/load: SavedFields
 
     values: Float[Tensor, "layer head"]
     abstract: Bool[Tensor, "layer head"]

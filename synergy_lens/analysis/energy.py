@@ -99,7 +99,7 @@ class LayerEnergy(SavedFields):
         depth: normalised depth ``layer / (n_layers - 1)``.
     """
 
-    FORMAT = "synergy_lens.LayerEnergy/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.LayerEnergy/1"  # save/load: SavedFields
 
     definition: str
     values: Float[Tensor, " layer"]

@@ -61,7 +61,7 @@ __all__ = ["HEADLINE_SCORES", "Headline", "headline", "index_null", "shape_word"
 HEADLINE_SCORES = ("rank_gradient", "syn_minus_red", "synergy_fraction")
 """The three scores every headline reports (``scores.py`` says where each comes from)."""
 
-_FORMAT = "synergy_lens.Headline/3"  # /2: saved through SavedFields; /3: safetensors
+_FORMAT = "synergy_lens.Headline/2"  # /2: saved through SavedFields
 
 
 def shape_word(index: float, ci: tuple[float, float] | None = None) -> str:

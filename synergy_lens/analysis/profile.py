@@ -161,7 +161,7 @@ class LayerProfile(SavedFields):
         alpha, n_boot, seed, minmax: how it was computed; meta: JSON-able extras.
     """
 
-    FORMAT = "synergy_lens.LayerProfile/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.LayerProfile/1"  # save/load: SavedFields
 
     score: str
     depth: Float[Tensor, " layer"]

@@ -274,7 +274,7 @@ class Robustness(SavedFields):
         alpha, n_surrogates, n_boot, seed: how it was computed.
     """
 
-    FORMAT = "synergy_lens.Robustness/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.Robustness/1"  # save/load: SavedFields
 
     variants: list[str]
     scores: list[str]

@@ -294,7 +294,7 @@ class HeadScores(SavedFields):
             scores on the same atoms, ``{a: {b: rho}}`` (:meth:`agreement_table`).
     """
 
-    FORMAT = "synergy_lens.HeadScores/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.HeadScores/1"  # save/load: SavedFields
 
     mean_sts: Float[Tensor, "layer head"]
     mean_rtr: Float[Tensor, "layer head"]

@@ -64,7 +64,7 @@ class UnitStability(SavedFields):
         labels: unit labels; meta: JSON-able extras.
     """
 
-    FORMAT = "synergy_lens.UnitStability/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.UnitStability/1"  # save/load: SavedFields
 
     unstable: Bool[Tensor, "layer head"]
     distinct: Float[Tensor, "layer head"]

@@ -206,7 +206,7 @@ class SurrogateTest(SavedFields):
         labels: unit labels; meta: JSON-able extras.
     """
 
-    FORMAT = "synergy_lens.SurrogateTest/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.SurrogateTest/1"  # save/load: SavedFields
 
     scores: list[str]
     observed: Float[Tensor, "score layer head"]

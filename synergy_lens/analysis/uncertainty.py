@@ -71,7 +71,7 @@ class RankUncertainty(SavedFields):
         n_boot, seed: the resamples; labels, meta: as elsewhere.
     """
 
-    FORMAT = "synergy_lens.RankUncertainty/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.RankUncertainty/1"  # save/load: SavedFields
 
     score: str
     q: float

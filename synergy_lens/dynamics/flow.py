@@ -106,7 +106,7 @@ class ResidualFlow(SavedFields):
         meta: JSON-able extras (model name, number of tokens).
     """
 
-    FORMAT = "synergy_lens.ResidualFlow/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.ResidualFlow/1"  # save/load: SavedFields
 
     per_prompt: Float[Tensor, "metric prompt layer"]
     counts: Int[Tensor, "metric prompt layer"]

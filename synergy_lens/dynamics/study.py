@@ -101,7 +101,7 @@ class DifficultyStudy(SavedFields):
         labels: head labels ``L{layer}H{head}``; settings: how the study was run.
     """
 
-    FORMAT = "synergy_lens.DifficultyStudy/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.DifficultyStudy/1"  # save/load: SavedFields
 
     levels: list[int]
     accuracy: pd.DataFrame

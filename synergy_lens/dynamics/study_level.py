@@ -133,7 +133,7 @@ def order_parameters(
 class LevelSummary(SavedFields):
     """The numbers of one difficulty level (what ``summary.pt`` holds)."""
 
-    FORMAT = "synergy_lens.LevelSummary/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.LevelSummary/1"  # save/load: SavedFields
 
     level: int
     accuracy: pd.DataFrame

@@ -156,7 +156,7 @@ class AccuracyResult(SummaryRepr, SavedFields):
         meta: method, std, fraction, confidence, model name.
     """
 
-    FORMAT: ClassVar[str] = "synergy_lens.AccuracyResult/2"  # /2: safetensors
+    FORMAT: ClassVar[str] = "synergy_lens.AccuracyResult/1"
 
     conditions: list[str]
     seeds: list[int]
@@ -309,7 +309,7 @@ class LayerSkipResult(SummaryRepr, SavedFields):
         meta: confidence, model name, settings.
     """
 
-    FORMAT: ClassVar[str] = "synergy_lens.LayerSkipResult/2"  # /2: safetensors
+    FORMAT: ClassVar[str] = "synergy_lens.LayerSkipResult/1"
 
     layers: Int[Tensor, " layer"]
     divergence: Float[Tensor, " layer"]

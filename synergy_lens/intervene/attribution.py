@@ -141,7 +141,7 @@ class IGResult(SummaryRepr, SavedFields):
         point, method, steps: the settings; meta: the rest (targets, model name).
     """
 
-    FORMAT: ClassVar[str] = "synergy_lens.IGResult/2"  # /2: safetensors
+    FORMAT: ClassVar[str] = "synergy_lens.IGResult/1"
 
     attributions: Float[Tensor, "prompt layer *head"]
     per_position: Float[Tensor, "prompt layer *head pos"]

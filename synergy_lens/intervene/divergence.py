@@ -395,7 +395,7 @@ class AblationCurve(SummaryRepr, SavedFields):
         meta: mode, model name, seeds, batching and timing (JSON-able).
     """
 
-    FORMAT = "synergy_lens.AblationCurve/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.AblationCurve/1"  # save/load: SavedFields
 
     steps: Int[Tensor, " step"]
     curves: dict[str, Float[Tensor, " step"]]

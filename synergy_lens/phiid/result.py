@@ -93,7 +93,7 @@ class PhiIDResult(SummaryRepr, SavedFields):
         meta: JSON-able extras (model name, prompt count, lengths, ...).
     """
 
-    FORMAT = "synergy_lens.PhiIDResult/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.PhiIDResult/1"  # save/load: SavedFields
     SAVED_CONSTANTS: ClassVar[dict[str, Any]] = {"atoms_order": list(ATOMS)}  # a file must list the atoms in this order
 
     atoms: Float[Tensor, "atom unit unit"]

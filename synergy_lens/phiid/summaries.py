@@ -81,7 +81,7 @@ class PairSummaries(SummaryRepr, SavedFields):
         meta: JSON-able extras.
     """
 
-    FORMAT = "synergy_lens.PairSummaries/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.PairSummaries/1"  # save/load: SavedFields
     SAVED_CONSTANTS: ClassVar[dict[str, Any]] = {"atoms_order": list(ATOMS)}  # a file must list the atoms in this order
 
     unit_mean: Float[Tensor, "atom unit"]

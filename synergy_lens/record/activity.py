@@ -73,7 +73,7 @@ class HeadActivity(SavedFields):
     values and ids round-trip bit for bit; files of the earlier torch format load too.
     """
 
-    FORMAT = "synergy_lens.HeadActivity/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.HeadActivity/1"  # save/load: SavedFields
 
     values: Float[Tensor, "prompt time layer head"]
     lengths: Int[Tensor, " prompt"] | None = None

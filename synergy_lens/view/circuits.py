@@ -193,7 +193,7 @@ class HeadAttention(SavedFields):
         meta: JSON-able extras (model name, prompt index).
     """
 
-    FORMAT = "synergy_lens.HeadAttention/2"  # /2: safetensors (SavedFields)
+    FORMAT = "synergy_lens.HeadAttention/1"  # save/load: SavedFields
 
     tokens: list[str]
     patterns: Float[Tensor, "head q_pos k_pos"]
