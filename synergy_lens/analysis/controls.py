@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from synergy_lens._io import SavedFields
 from synergy_lens.analysis.profile import LayerProfile, layer_profile
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def random_init_like(model: Any, *, seed: int = 0, std: float | None = None) -> 
 
 
 @dataclass
-class ControlComparison:
+class ControlComparison(SavedFields):
     """Layer profiles of a trained model and its control, per score.
 
     Attributes:
@@ -175,6 +176,9 @@ class ControlComparison:
         results: the two ``PhiIDResult`` objects (kept in memory, not saved).
         meta: JSON-able extras.
     """
+
+    FORMAT = "synergy_lens.ControlComparison/1"  # one file (a folder of files before SavedFields)
+    UNSAVED = ("results",)
 
     profiles: dict[str, dict[str, LayerProfile]]
     control: str
@@ -292,32 +296,23 @@ class ControlComparison:
                 frames.append(p.to_dataframe().assign(condition=cond, score=s))
         return pd.concat(frames, ignore_index=True)
 
-    def save(self, directory: str | Path) -> None:
-        """One ``LayerProfile`` file per (condition, score) plus ``comparison.json``."""
-        import json
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        for cond, by_score in self.profiles.items():
-            for s, p in by_score.items():
-                p.save(d / f"profile_{cond}_{s}.pt")
-        (d / "comparison.json").write_text(
-            json.dumps(
-                {
-                    "format": "synergy_lens.ControlComparison/1",
-                    "control": self.control,
-                    "scores": self.scores,
-                    "meta": self.meta,
-                },
-                indent=1,
-            )
-        )
+    def save(self, path: str | Path) -> None:
+        """One file (``SavedFields``: both conditions' profiles nested in it; ``results`` is not
+        saved). A folder of the earlier layout at ``path`` is replaced."""
+        path = Path(path).expanduser()
+        if path.is_dir():
+            _remove_old_folder(path)
+        super().save(path)
 
     @classmethod
-    def load(cls, directory: str | Path) -> ControlComparison:
+    def load(cls, path: str | Path) -> ControlComparison:
+        """Read a file written by :meth:`save`, or a folder of the earlier layout (one
+        ``LayerProfile`` file per condition and score plus ``comparison.json``)."""
         import json
 
-        d = Path(directory)
+        d = Path(path).expanduser()
+        if not d.is_dir():
+            return super().load(d)
         head = json.loads((d / "comparison.json").read_text())
         if head.get("format") != "synergy_lens.ControlComparison/1":
             raise ValueError(f"{d} holds no saved ControlComparison")
@@ -326,6 +321,23 @@ class ControlComparison:
             for cond in ("trained", "control")
         }
         return cls(profiles=profiles, control=head["control"], meta=head["meta"])
+
+
+def _remove_old_folder(d: Path) -> None:
+    """Delete a ControlComparison folder of the earlier layout (only its own files)."""
+    import json
+
+    try:
+        head = json.loads((d / "comparison.json").read_text())
+    except (OSError, ValueError):
+        head = None
+    if not isinstance(head, dict) or head.get("format") != "synergy_lens.ControlComparison/1":
+        raise ValueError(f"{d} is a folder, not a saved ControlComparison: pass a file path")
+    for cond in ("trained", "control"):
+        for s in head.get("scores", []):
+            (d / f"profile_{cond}_{s}.pt").unlink(missing_ok=True)
+    (d / "comparison.json").unlink()
+    d.rmdir()  # fails, leaving the rest, if the folder holds anything else
 
 
 def _select_prompts(activity: Any, keep: list[int]) -> Any:

@@ -34,7 +34,6 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -42,7 +41,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
@@ -53,11 +52,10 @@ __all__ = ["Core", "Group", "select_core"]
 Group = Literal["abstract", "memory"]
 """``"abstract"``: top-q heads by score (the synergistic core); ``"memory"``: bottom-q."""
 
-_FORMAT = "synergy_lens.Core/1"
 
 
 @dataclass
-class Core:
+class Core(SavedFields):
     """Abstract (core) and memory heads chosen by one per-head score.
 
     Attributes:
@@ -66,6 +64,8 @@ class Core:
         memory: ``[layer, head]`` mask of the bottom-``q`` heads.
         score: the score's name; q: the fraction used; labels: ``"L{l}H{h}"`` per unit.
     """
+
+    FORMAT = "synergy_lens.Core/1"  # save/load: SavedFields
 
     values: Float[Tensor, "layer head"]
     abstract: Bool[Tensor, "layer head"]
@@ -173,19 +173,6 @@ class Core:
                 "group": group,
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {"values": self.values, "abstract": self.abstract, "memory": self.memory},
-            {"score": self.score, "q": self.q, "labels": self.labels},
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> Core:
-        tensors, header = load_payload(path, _FORMAT)
-        return cls(**tensors, score=header["score"], q=header["q"], labels=header["labels"])
 
     def _mask(self, group: str) -> Tensor:
         if group == "abstract":

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._registry import Registry
 from synergy_lens.units import normalised_depth
 
@@ -51,7 +50,6 @@ EnergyFn = Callable[[Tensor, dict[str, Any]], Tensor]
 
 ``context`` holds ``prompt_len`` (int or None), ``d_head`` (int or None), ``n_heads``."""
 
-_FORMAT = "synergy_lens.LayerEnergy/1"
 
 
 def _mean_sq_norm(v: Tensor, ctx: dict[str, Any]) -> Tensor:
@@ -88,7 +86,7 @@ def register_energy(name: str, fn: EnergyFn | None = None, *, overwrite: bool = 
 
 
 @dataclass
-class LayerEnergy:
+class LayerEnergy(SavedFields):
     """Energy per layer under one definition.
 
     Attributes:
@@ -97,6 +95,8 @@ class LayerEnergy:
         per_prompt: ``[prompt, layer]``.
         depth: normalised depth ``layer / (n_layers - 1)``.
     """
+
+    FORMAT = "synergy_lens.LayerEnergy/1"  # save/load: SavedFields
 
     definition: str
     values: Float[Tensor, " layer"]
@@ -122,20 +122,6 @@ class LayerEnergy:
                 "sem": sem.numpy(),
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {"values": self.values, "per_prompt": self.per_prompt, "depth": self.depth},
-            {"definition": self.definition, "meta": self.meta},
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> LayerEnergy:
-        tensors, header = load_payload(path, _FORMAT)
-        return cls(**tensors, definition=header["definition"], meta=header["meta"])
-
 
 def layer_energy(activity: Any, *, definition: str | EnergyFn = "mean_sq_norm") -> LayerEnergy:
     """Per-layer energy of a recording under a documented definition.

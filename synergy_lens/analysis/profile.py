@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +46,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.analysis.scores import HeadScores, ScoreFn, get_score, synergy_scores
 from synergy_lens.units import normalised_depth
@@ -65,7 +65,6 @@ __all__ = [
     "u_index",
 ]
 
-_FORMAT = "synergy_lens.LayerProfile/1"
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -187,7 +186,7 @@ def bootstrap_head_scores(
 
 
 @dataclass
-class LayerProfile:
+class LayerProfile(SavedFields):
     """A head score averaged per layer against normalised depth, with a bootstrap band.
 
     Attributes:
@@ -206,6 +205,8 @@ class LayerProfile:
         spearman: Spearman of mean sts vs mean rtr over heads (the rank-gradient caveat).
         alpha, n_boot, seed, minmax: how it was computed; meta: JSON-able extras.
     """
+
+    FORMAT = "synergy_lens.LayerProfile/1"  # save/load: SavedFields
 
     score: str
     depth: Float[Tensor, " layer"]
@@ -254,47 +255,6 @@ class LayerProfile:
                 "high": (self.high if self.high is not None else nan).numpy(),
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        tensors = {
-            k: getattr(self, k)
-            for k in (
-                "depth",
-                "raw",
-                "values",
-                "low",
-                "high",
-                "boot",
-                "boot_inverted_u",
-                "boot_inverted_u_raw",
-            )
-        }
-        header = {
-            k: getattr(self, k)
-            for k in (
-                "score",
-                "inverted_u",
-                "inverted_u_ci",
-                "inverted_u_raw",
-                "inverted_u_raw_ci",
-                "spearman",
-                "alpha",
-                "n_boot",
-                "seed",
-                "minmax",
-                "meta",
-            )
-        }
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LayerProfile:
-        tensors, header = load_payload(path, _FORMAT)
-        for key in ("inverted_u_ci", "inverted_u_raw_ci"):
-            if header[key] is not None:
-                header[key] = (header[key][0], header[key][1])
-        return cls(**tensors, **header)
-
 
 def _index_replicates(
     boot: Tensor, depth: Tensor, q: list[float]

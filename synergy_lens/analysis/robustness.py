@@ -37,7 +37,6 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._collective import all_gather, check_collective, my_share
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.analysis.headline import (
     HEADLINE_SCORES,
     Headline,
@@ -89,7 +88,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 DEFAULT_VARIANTS = ("baseline", "detrended", "pooled", "tau10")
 """What :func:`robustness` runs by default (``ccs`` is slow: ask for it)."""
 
-_FORMAT = "synergy_lens.Robustness/1"
 
 
 @dataclass
@@ -276,7 +274,7 @@ def _named(name: str, fn: Any) -> Any:
 
 
 @dataclass
-class Robustness:
+class Robustness(SavedFields):
     """The inverted-U index of every score under every analysis choice (module docstring).
 
     Attributes:
@@ -287,6 +285,8 @@ class Robustness:
         profile, null_profile: ``[variant, score, layer]`` scaled profiles (observed, null mean).
         alpha, n_surrogates, n_boot, seed: how it was computed.
     """
+
+    FORMAT = "synergy_lens.Robustness/1"  # save/load: SavedFields
 
     variants: list[str]
     scores: list[str]
@@ -342,20 +342,6 @@ class Robustness:
             parts.append(f"{name} {len(held)}/{len(self.scores)}" + (f" ({', '.join(held)})" if held else ""))
         return ("Inverted U above the surrogate null (index > 0, p <= "
                 f"{self.alpha:g}), scores per analysis choice: " + "; ".join(parts) + ".")
-
-    _TENSORS = ("index", "ci_low", "ci_high", "p", "null_mean", "profile", "null_profile")
-    _HEADER = ("variants", "scores", "settings", "alpha", "n_surrogates", "n_boot", "seed", "meta")
-
-    def save(self, path: str | Path) -> None:
-        save_payload(path, _FORMAT, {k: getattr(self, k) for k in self._TENSORS},
-                     {k: getattr(self, k) for k in self._HEADER})
-
-    @classmethod
-    def load(cls, path: str | Path) -> Robustness:
-        tensors, header = load_payload(path, _FORMAT)
-        header.pop("format", None)
-        return cls(**tensors, **header)
-
 
 def robustness(
     activity: Any,

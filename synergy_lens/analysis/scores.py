@@ -85,7 +85,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
@@ -94,7 +93,7 @@ from jaxtyping import Bool, Float
 from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._registry import Registry
 from synergy_lens.analysis.core import Core, select_core
 from synergy_lens.phiid.summaries import PairSummaries
@@ -129,7 +128,6 @@ ScoreName = Literal["rank_gradient", "syn_minus_red", "synergy_fraction", "mean_
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """``fn(sts [..., unit, unit], rtr [..., unit, unit]) -> [..., unit]``; larger = more synergistic."""
 
-_FORMAT = "synergy_lens.HeadScores/1"
 
 
 class PairAtoms(Protocol):
@@ -266,7 +264,7 @@ def _grid(values: Tensor, n_layers: int, n_heads: int) -> Tensor:
 
 
 @dataclass
-class HeadScores:
+class HeadScores(SavedFields):
     """Every per-head score of a model, labelled ``[layer, head]``.
 
     Attributes:
@@ -288,6 +286,8 @@ class HeadScores:
         agreement: Spearman correlation over heads between every pair of registered
             scores on the same atoms, ``{a: {b: rho}}`` (:meth:`agreement_table`).
     """
+
+    FORMAT = "synergy_lens.HeadScores/1"  # save/load: SavedFields
 
     mean_sts: Float[Tensor, "layer head"]
     mean_rtr: Float[Tensor, "layer head"]
@@ -376,54 +376,6 @@ class HeadScores:
                 "unstable": unstable,
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        """Tensors and a JSON header (see ``synergy_lens._io``); :meth:`load` round-trips."""
-        tensors = {
-            k: getattr(self, k)
-            for k in (
-                "mean_sts",
-                "mean_rtr",
-                "rank_gradient",
-                "synergy_fraction",
-                "values",
-                "syn_minus_red",
-                "unstable",
-            )
-            if getattr(self, k) is not None
-        }
-        header = {
-            "score": self.score,
-            "spearman": self.spearman,
-            "spearman_p": self.spearman_p,
-            "labels": self.labels,
-            "meta": self.meta,
-            "excluded": self.excluded,
-            "agreement": self.agreement,
-        }
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> HeadScores:
-        """Read a file written by :meth:`save` (files from before ``syn_minus_red`` load too)."""
-        tensors, header = load_payload(path, _FORMAT)
-        return cls(
-            mean_sts=tensors["mean_sts"],
-            mean_rtr=tensors["mean_rtr"],
-            rank_gradient=tensors["rank_gradient"],
-            synergy_fraction=tensors["synergy_fraction"],
-            values=tensors["values"],
-            syn_minus_red=tensors.get("syn_minus_red"),
-            unstable=tensors.get("unstable"),
-            score=header["score"],
-            spearman=header["spearman"],
-            spearman_p=header["spearman_p"],
-            labels=header["labels"],
-            meta=header["meta"],
-            excluded=bool(header.get("excluded", False)),
-            agreement=header.get("agreement", {}),
-        )
-
 
 def _key(v: float) -> float:
     """Sort key that puts NaN last in a descending sort."""

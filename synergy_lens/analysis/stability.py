@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +41,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
@@ -50,11 +49,10 @@ if TYPE_CHECKING:
 
 __all__ = ["UnitStability", "unit_stability"]
 
-_FORMAT = "synergy_lens.UnitStability/1"
 
 
 @dataclass
-class UnitStability:
+class UnitStability(SavedFields):
     """Which heads are too coarse to estimate, and why.
 
     Attributes:
@@ -65,6 +63,8 @@ class UnitStability:
         min_distinct, min_spread_ulp: the thresholds.
         labels: unit labels; meta: JSON-able extras.
     """
+
+    FORMAT = "synergy_lens.UnitStability/1"  # save/load: SavedFields
 
     unstable: Bool[Tensor, "layer head"]
     distinct: Float[Tensor, "layer head"]
@@ -117,24 +117,6 @@ class UnitStability:
                 "unstable": self.unstable.flatten().numpy(),
             }
         )
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {"unstable": self.unstable, "distinct": self.distinct, "spread_ulp": self.spread_ulp},
-            {
-                k: getattr(self, k)
-                for k in ("eps", "dtype", "min_distinct", "min_spread_ulp", "labels", "meta")
-            },
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> UnitStability:
-        tensors, header = load_payload(path, _FORMAT)
-        header.pop("format", None)
-        return cls(**tensors, **header)
-
 
 def _dtype_eps(activity: Any, dtype: str | torch.dtype | None) -> tuple[float, str]:
     if dtype is None:

@@ -56,7 +56,6 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
@@ -67,7 +66,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._collective import all_gather, check_collective, world
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.analysis.scores import get_score, symmetrize
 from synergy_lens.phiid import all_pairs, atom_index
@@ -89,7 +88,6 @@ __all__ = [
 
 SurrogateMethod = Literal["circular_shift", "phase"]
 PValueMethod = Literal["empirical", "gaussian"]
-_FORMAT = "synergy_lens.SurrogateTest/1"
 _ATOMS = ("sts", "rtr")
 
 
@@ -193,7 +191,7 @@ def benjamini_hochberg(p: Any, q: float = 0.05) -> tuple[Any, Any]:
 
 
 @dataclass
-class SurrogateTest:
+class SurrogateTest(SavedFields):
     """Per-pair and per-head p-values of PhiID against a surrogate null, with FDR control.
 
     Attributes:
@@ -209,6 +207,8 @@ class SurrogateTest:
         method, pvalue, n_surrogates, seed, tau, redundancy: how it was computed.
         labels: unit labels; meta: JSON-able extras.
     """
+
+    FORMAT = "synergy_lens.SurrogateTest/1"  # save/load: SavedFields
 
     scores: list[str]
     observed: Float[Tensor, "score layer head"]
@@ -280,46 +280,6 @@ class SurrogateTest:
             frame[f"{s}_q"] = self.q_head[k].flatten().numpy()
             frame[f"{s}_significant"] = self.significant(s).flatten().numpy()
         return pd.DataFrame(frame)
-
-    _TENSORS = (
-        "observed",
-        "aligned",
-        "null_mean",
-        "null_std",
-        "null",
-        "p_head",
-        "q_head",
-        "observed_pair",
-        "aligned_pair",
-        "p_pair",
-        "q_pair",
-    )
-    _HEADER = (
-        "scores",
-        "fdr",
-        "method",
-        "pvalue",
-        "n_surrogates",
-        "seed",
-        "tau",
-        "redundancy",
-        "labels",
-        "meta",
-    )
-
-    def save(self, path: str | Path) -> None:
-        save_payload(
-            path,
-            _FORMAT,
-            {k: getattr(self, k) for k in self._TENSORS},
-            {k: getattr(self, k) for k in self._HEADER},
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> SurrogateTest:
-        tensors, header = load_payload(path, _FORMAT)
-        header.pop("format", None)
-        return cls(**tensors, **header)
 
     def _score(self, score: str) -> int:
         if score not in self.scores:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.analysis.profile import bootstrap_head_scores, resample_counts
 from synergy_lens.analysis.scores import ScoreFn, get_score, synergy_scores
 
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RankUncertainty", "descending_ranks", "rank_uncertainty"]
 
-_FORMAT = "synergy_lens.RankUncertainty/1"
 
 
 def descending_ranks(values: Float[Tensor, "... unit"]) -> Float[Tensor, "... unit"]:
@@ -61,7 +59,7 @@ def descending_ranks(values: Float[Tensor, "... unit"]) -> Float[Tensor, "... un
 
 
 @dataclass
-class RankUncertainty:
+class RankUncertainty(SavedFields):
     """Bootstrap spread of every head's rank and of its core membership.
 
     Attributes:
@@ -72,6 +70,8 @@ class RankUncertainty:
         in_core: observed core membership (top ``q`` of the observed scores).
         n_boot, seed: the resamples; labels, meta: as elsewhere.
     """
+
+    FORMAT = "synergy_lens.RankUncertainty/1"  # save/load: SavedFields
 
     score: str
     q: float
@@ -113,21 +113,6 @@ class RankUncertainty:
             }
         )
         return frame.sort_values(["rank", "layer", "head"], na_position="last").reset_index(drop=True)
-
-    def save(self, path: str | Path) -> None:
-        tensors = {
-            k: getattr(self, k)
-            for k in ("rank", "rank_low", "rank_high", "core_frequency", "in_core")
-        }
-        header = {k: getattr(self, k) for k in ("score", "q", "alpha", "n_boot", "seed", "labels", "meta")}
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RankUncertainty:
-        tensors, header = load_payload(path, _FORMAT)
-        header.pop("format", None)
-        return cls(**tensors, **header)
-
 
 def _top_mask(values: Tensor, q: float) -> Tensor:
     """``[..., unit]`` bool: the top ``ceil(q * n_valid)`` of each row, ties by unit index."""

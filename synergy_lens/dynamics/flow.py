@@ -55,7 +55,6 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -64,6 +63,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens import hooks as H
+from synergy_lens._io import SavedFields
 from synergy_lens.models.adapter import adapt
 from synergy_lens.units import normalised_depth
 
@@ -87,11 +87,10 @@ _HOOKS = {
     "mlp_out": H.hook_mlp_out,
     "resid_post": H.hook_resid_post,
 }
-_FORMAT = "synergy_lens.ResidualFlow/1"
 
 
 @dataclass
-class ResidualFlow:
+class ResidualFlow(SavedFields):
     """Per-layer residual-flow metrics (module docstring), with per-prompt values.
 
     Attributes:
@@ -103,6 +102,8 @@ class ResidualFlow:
         positions: which tokens were counted (``"all"`` or ``"generated"``).
         meta: JSON-able extras (model name, number of tokens).
     """
+
+    FORMAT = "synergy_lens.ResidualFlow/1"  # save/load: SavedFields
 
     per_prompt: Float[Tensor, "metric prompt layer"]
     counts: Int[Tensor, "metric prompt layer"]
@@ -169,22 +170,6 @@ class ResidualFlow:
         frame: dict[str, Any] = {"layer": range(self.n_layers), "depth": self.depth.numpy()}
         frame.update({m: self.mean(m).numpy() for m in self.metrics})
         return pd.DataFrame(frame)
-
-    def save(self, path: str | Path) -> None:
-        """``torch.save`` of plain tensors and a JSON header; :meth:`load` round-trips."""
-        from synergy_lens._io import save_payload
-
-        tensors: dict[str, Tensor | None] = {"per_prompt": self.per_prompt, "counts": self.counts, "n_undefined": self.n_undefined}
-        header = {"metrics": self.metrics, "positions": self.positions, "meta": self.meta}
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ResidualFlow:
-        from synergy_lens._io import load_payload
-
-        tensors, header = load_payload(path, _FORMAT)
-        return cls(**tensors, **header)
-
 
 def _sequences(
     adapter: Any, inputs: Any, positions: str, chat_template: bool | None

@@ -48,7 +48,6 @@ nothing. :meth:`DifficultyStudy.save` adds ``study.pt`` (loads back with
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -63,6 +62,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from synergy_lens._io import SavedFields
 from synergy_lens.dynamics.embedding import (
     EmbeddingMethod,
     FeatureKind,
@@ -83,11 +83,8 @@ __all__ = [
     "difficulty_study",
 ]
 
-_FORMAT = "synergy_lens.DifficultyStudy/1"
-
-
 @dataclass
-class DifficultyStudy:
+class DifficultyStudy(SavedFields):
     """Results of :func:`difficulty_study` (module docstring).
 
     Attributes:
@@ -106,6 +103,8 @@ class DifficultyStudy:
         flows: per level, the residual flow.
         labels: head labels ``L{layer}H{head}``; settings: how the study was run.
     """
+
+    FORMAT = "synergy_lens.DifficultyStudy/1"  # save/load: SavedFields
 
     levels: list[int]
     accuracy: pd.DataFrame
@@ -172,45 +171,30 @@ class DifficultyStudy:
 
     # ----------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> None:
-        """``path/study.pt`` (tensors + JSON header; loads back) and CSV tables for reading."""
-        from synergy_lens._io import save_payload
+        """``path/study.pt`` (:class:`~synergy_lens._io.SavedFields`; loads back) and CSV tables."""
+        from synergy_lens._io import atomic_write_text, save_fields
 
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, Tensor | None] = {"scores": self.scores, "profile_embedding": self.profile_embedding}
-        tensors.update({f"boot/{k}": v for k, v in self.order_boot.items()})
-        tensors.update({f"embedding/{lv}": e for lv, e in self.embeddings.items()})
-        for lv, f in self.flows.items():
-            tensors.update({f"flow/{lv}/per_prompt": f.per_prompt, f"flow/{lv}/counts": f.counts,
-                            f"flow/{lv}/n_undefined": f.n_undefined})
-        header = {
-            "levels": self.levels,
-            "accuracy": self.accuracy.to_dict(orient="list"),
-            "order": self.order.to_dict(orient="list"),
-            "level_table": self.level_table.to_dict(orient="list"),
-            "transitions": {k: _tp_to_json(v) for k, v in self.transitions.items()},
-            "flows": {str(lv): {"metrics": f.metrics, "positions": f.positions, "meta": f.meta}
-                      for lv, f in self.flows.items()},
-            "labels": self.labels,
-            "settings": self.settings,
-        }
-        save_payload(folder / "study.pt", _FORMAT, tensors, json.loads(json.dumps(header, default=_json_default)))
-        self.accuracy.to_csv(folder / "accuracy.csv", index=False)
-        self.order.to_csv(folder / "order_parameters.csv", index=False)
-        self.transition_table().to_csv(folder / "transitions.csv", index=False)
-        self.level_table.to_csv(folder / "levels.csv", index=False)
-        self.flow_table().to_csv(folder / "residual_flow.csv", index=False)
-        self.embedding_table().to_csv(folder / "embeddings.csv", index=False)
+        save_fields(self, folder / "study.pt")
+        tables = {"accuracy": self.accuracy, "order_parameters": self.order, "transitions": self.transition_table(),
+                  "levels": self.level_table, "residual_flow": self.flow_table(), "embeddings": self.embedding_table()}
+        for name, table in tables.items():
+            atomic_write_text(folder / f"{name}.csv", table.to_csv(index=False))
 
     @classmethod
     def load(cls, path: str | Path) -> DifficultyStudy:
-        """Read a folder written by :meth:`save`."""
-        from synergy_lens._io import load_payload
+        """Read a folder written by :meth:`save` (or its ``study.pt``)."""
+        from synergy_lens._io import load_fields
 
         file = Path(path) / "study.pt" if Path(path).is_dir() else Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"no saved DifficultyStudy at {file} (write one with DifficultyStudy.save)")
-        tensors, header = load_payload(file, _FORMAT)
+        study: DifficultyStudy = load_fields(cls, file)
+        return study
+
+    @classmethod
+    def _from_old_file(cls, tensors: dict[str, Any], header: dict[str, Any], version: int) -> DifficultyStudy:
+        """Format 1: tensors ``boot/<name>``, ``embedding/<level>``, ``flow/<level>/<field>``."""
         flows = {}
         for key, info in header["flows"].items():
             lv = int(key)
@@ -230,19 +214,6 @@ class DifficultyStudy:
             labels=list(header["labels"]),
             settings=header["settings"],
         )
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot store {type(obj).__name__} in a JSON header")
-
-
-def _tp_to_json(tp: TransitionPoint | None) -> dict[str, Any] | None:
-    if tp is None:
-        return None
-    return {"estimate": tp.estimate, "method": tp.method, "ci": list(tp.ci) if tp.ci else None,
-            "params": list(tp.params) if tp.params else None}
 
 
 def _tp_from_json(d: dict[str, Any] | None) -> TransitionPoint | None:

@@ -24,8 +24,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from synergy_lens._io import SavedFields, atomic_write_text
 from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.dynamics.order import bimodality, cluster_separation
+from synergy_lens.record.checkpoint import Checkpoint
 from synergy_lens.record.tasks import accuracy_table, task_suite, wilson_interval
 from synergy_lens.units import normalised_depth, unit_labels
 
@@ -34,7 +36,6 @@ __all__ = ["ORDER_PARAMETERS", "LevelSummary", "order_parameters", "run_level"]
 ORDER_PARAMETERS = ("separation", "bimodality", "inverted_u")
 """The order parameters of the study, in table order (see ``study.py``)."""
 
-_FORMAT = "synergy_lens.LevelSummary/1"
 Embed = Callable[[Any], Tensor]
 
 
@@ -124,8 +125,10 @@ def order_parameters(
 
 
 @dataclass
-class LevelSummary:
+class LevelSummary(SavedFields):
     """The numbers of one difficulty level (what ``summary.pt`` holds)."""
+
+    FORMAT = "synergy_lens.LevelSummary/1"  # save/load: SavedFields
 
     level: int
     accuracy: pd.DataFrame
@@ -137,23 +140,10 @@ class LevelSummary:
     embedding: Float[Tensor, "unit 2"] | None
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, path: str | Path) -> None:
-        from synergy_lens._io import save_payload
-
-        tensors: dict[str, Tensor | None] = {"scores": self.scores, "embedding": self.embedding}
-        tensors.update({f"boot/{k}": v for k, v in self.boot.items()})
-        header = {"level": self.level, "accuracy": self.accuracy.to_dict(orient="list"), "order": self.order,
-                  "ci": {k: list(v) for k, v in self.ci.items()}, "info": self.info,
-                  "fingerprint": self.fingerprint}
-        tmp = Path(path).with_suffix(".tmp")
-        save_payload(tmp, _FORMAT, tensors, header)
-        tmp.replace(path)  # atomic: a summary exists only once complete
-
     @classmethod
-    def load(cls, path: str | Path) -> LevelSummary:
-        from synergy_lens._io import load_payload
-
-        tensors, h = load_payload(path, _FORMAT)
+    def _from_old_file(cls, tensors: dict[str, Any], header: dict[str, Any], version: int) -> LevelSummary:
+        """Format 1: ``boot/<name>`` tensors, the accuracy table as ``{column: values}``."""
+        h = header
         return cls(level=h["level"], accuracy=pd.DataFrame(h["accuracy"]), order=h["order"],
                    ci={k: (v[0], v[1]) for k, v in h["ci"].items()},
                    boot={k[5:]: v for k, v in tensors.items() if k.startswith("boot/")},
@@ -166,22 +156,26 @@ def _fingerprint(level: int, settings: dict[str, Any], prompts: list[str]) -> di
     return {"level": level, "prompts": digest, **{k: v for k, v in settings.items()}}
 
 
-def _check_folder(level_dir: Path, fp: dict[str, Any]) -> None:
-    """Claim ``level_dir`` for this fingerprint, or refuse one written by another study."""
+_STAGES = ("activity", "phiid", "scores", "flow", "summary")
+
+
+def _level_checkpoint(level_dir: Path, fp: dict[str, Any]) -> tuple[Checkpoint, set[str]]:
+    """The level's checkpoint (``level.ckpt``: its fingerprint and finished stages) and the
+    stages finished so far; a folder written by another study is refused."""
+    ckpt = Checkpoint(level_dir / "level.ckpt", fp, what="study",
+                      fix="Pass another out folder, or delete this one to start over.")
+    saved = ckpt.read()
+    if saved is not None:
+        return ckpt, set(saved[1]["stages"])
     level_dir.mkdir(parents=True, exist_ok=True)
-    file = level_dir / "fingerprint.json"
-    if file.is_file():
-        saved = json.loads(file.read_text())
-        differ = sorted(k for k in set(saved) | set(fp) if saved.get(k) != fp.get(k))
-        if differ:
-            raise ValueError(
-                f"{level_dir} holds a different study (differs in: {', '.join(differ)}): pass another out "
-                "folder, or delete this one to start over"
-            )
-        return
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fp, indent=1))
-    tmp.replace(file)
+    old = level_dir / "fingerprint.json"  # a level folder of the earlier layout
+    done: set[str] = set()
+    if old.is_file():
+        ckpt.check(json.loads(old.read_text()))
+        done = {k for k in _STAGES if (level_dir / f"{k}.pt").is_file()}  # written by a rename: complete
+    ckpt.write({}, {"stages": sorted(done)})
+    old.unlink(missing_ok=True)
+    return ckpt, done
 
 
 def _accuracy(tasks: list[Any], completions: list[str], n_boot: int, seed: int) -> tuple[pd.DataFrame, float, Tensor]:
@@ -220,21 +214,27 @@ def run_level(
 
     tasks = task_suite(settings["families"], [level], settings["prompts_per_level"], seed=settings["seed"])
     fp = _fingerprint(level, settings, [t.prompt for t in tasks])
-    files = {k: level_dir / f"{k}.pt" for k in ("summary", "activity", "phiid", "scores", "flow")} if level_dir else {}
+    files = {k: level_dir / f"{k}.pt" for k in _STAGES} if level_dir else {}
+    ckpt: Checkpoint | None = None
+    done: set[str] = set()
     if level_dir is not None:
-        _check_folder(level_dir, fp)
-        (level_dir / "tasks.json").write_text(json.dumps([t.__dict__ for t in tasks], indent=1, default=str))
-        if files["summary"].is_file() and files["flow"].is_file():
+        ckpt, done = _level_checkpoint(level_dir, fp)
+        atomic_write_text(level_dir / "tasks.json", json.dumps([t.__dict__ for t in tasks], indent=1, default=str))
+        if {"summary", "flow"} <= done:
             return LevelSummary.load(files["summary"]), ResidualFlow.load(files["flow"])
 
+    def finished(key: str, obj: Any) -> None:
+        """Save a stage's result (atomically), then record it as finished in the checkpoint."""
+        if ckpt is not None and obj is not None:
+            obj.save(files[key])
+            done.add(key)
+            ckpt.write({}, {"stages": sorted(done)})
+
     def cached(key: str, make: Callable[[], Any], load: Callable[[Path], Any]) -> Any:
-        if level_dir is not None and files[key].is_file():
+        if key in done and files[key].is_file():
             return load(files[key])
         obj = make()
-        if level_dir is not None and obj is not None:
-            tmp = files[key].with_suffix(".part")
-            obj.save(tmp)
-            tmp.replace(files[key])  # a file exists only once complete
+        finished(key, obj)
         return obj
 
     activity = cached("activity", lambda: record_head_activity(
@@ -281,8 +281,7 @@ def run_level(
     flow = cached("flow", lambda: flow_fn(activity), ResidualFlow.load)
     summary = LevelSummary(level=level, accuracy=acc_table, order=order, ci=ci, boot=boot, info=info,
                            scores=scores_grid, embedding=emb, fingerprint=fp)
-    if level_dir is not None:
-        summary.save(files["summary"])
+    finished("summary", summary)
     return summary, flow
 
 

@@ -32,7 +32,6 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,7 +40,7 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 from synergy_lens._collective import check_collective, my_share, sum_over_ranks, world
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.intervene.ablate import (
     AblationMode,
@@ -64,7 +63,6 @@ __all__ = [
     "teacher_forced_sequences",
 ]
 
-_FORMAT = "synergy_lens.AblationCurve/1"
 HooksFor = Callable[[Tensor], list[H.FwdHook]]
 
 
@@ -395,7 +393,7 @@ def _orders(adapter: ModelAdapter, order: Any) -> dict[str, list[tuple[int, int]
 
 
 @dataclass(repr=False)
-class AblationCurve(SummaryRepr):
+class AblationCurve(SummaryRepr, SavedFields):
     """Cumulative ablation curves: divergence after ablating the first k heads of each order.
 
     Attributes:
@@ -408,6 +406,8 @@ class AblationCurve(SummaryRepr):
         meta: mode, model name, seeds, batching and timing (JSON-able).
     """
 
+    FORMAT = "synergy_lens.AblationCurve/1"  # save/load: SavedFields
+
     steps: Int[Tensor, " step"]
     curves: dict[str, Float[Tensor, " step"]]
     per_prompt: dict[str, Float[Tensor, "step prompt"]]
@@ -415,6 +415,14 @@ class AblationCurve(SummaryRepr):
     random_per_prompt: Float[Tensor, "seed step prompt"]
     orders: dict[str, list[str]]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _from_old_file(cls, tensors: dict[str, Any], header: dict[str, Any], version: int) -> AblationCurve:
+        """Format 1 kept curve ``i`` as tensors ``curve{i}``/``pp{i}``, named in ``names``."""
+        names = header["names"]
+        return cls(steps=tensors["steps"], curves={k: tensors[f"curve{i}"] for i, k in enumerate(names)},
+                   per_prompt={k: tensors[f"pp{i}"] for i, k in enumerate(names)}, random=tensors["random"],
+                   random_per_prompt=tensors["random_pp"], orders=header["orders"], meta=header["meta"])
 
     @property
     def random_mean(self) -> Float[Tensor, " step"]:
@@ -466,30 +474,6 @@ class AblationCurve(SummaryRepr):
             for stat in ("mean", "std", "min", "max"):
                 data[f"random_{stat}"] = getattr(self, f"random_{stat}").tolist()
         return pd.DataFrame(data)
-
-    def save(self, path: str | Path) -> None:
-        """Plain tensors and a JSON header (``torch.load(weights_only=True)`` safe)."""
-        tensors = {"steps": self.steps, "random": self.random, "random_pp": self.random_per_prompt}
-        names = list(self.curves)
-        for i, k in enumerate(names):
-            tensors[f"curve{i}"] = self.curves[k]
-            tensors[f"pp{i}"] = self.per_prompt[k]
-        save_payload(path, _FORMAT, tensors, {"names": names, "orders": self.orders, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> AblationCurve:
-        t, header = load_payload(path, _FORMAT)
-        names = header["names"]
-        return cls(
-            steps=t["steps"],
-            curves={k: t[f"curve{i}"] for i, k in enumerate(names)},
-            per_prompt={k: t[f"pp{i}"] for i, k in enumerate(names)},
-            random=t["random"],
-            random_per_prompt=t["random_pp"],
-            orders=header["orders"],
-            meta=header["meta"],
-        )
-
 
 def _cumulative(order: list[tuple[int, int]], steps: list[int], n_layers: int, n_heads: int) -> Bool[Tensor, "step layer head"]:
     masks = torch.zeros(len(steps), n_layers, n_heads, dtype=torch.bool)

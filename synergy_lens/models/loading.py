@@ -31,6 +31,8 @@ from typing import Any, Literal, get_args
 
 import torch
 
+from synergy_lens._io import atomic_write_text
+
 __all__ = [
     "Backend",
     "DEFAULT_MODEL",
@@ -218,7 +220,7 @@ def _convert_gguf(target: Path, gguf: Path) -> None:
             "sha256": _sha256(tmp / _WEIGHTS),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+        atomic_write_text(tmp / _MANIFEST, json.dumps(manifest, indent=1))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)  # atomic on one filesystem

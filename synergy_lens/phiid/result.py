@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, get_args
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, atom_index
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["STREAM_ABOVE_UNITS", "Aggregate", "HeadActivityLike", "PhiIDResult", "decompose"]
 
 
-_FORMAT = "synergy_lens.PhiIDResult/1"
 
 STREAM_ABOVE_UNITS = 2048
 """Above this many units :func:`decompose` streams (``stream=None``): the dense result
@@ -80,7 +78,7 @@ class HeadActivityLike(Protocol):
 
 
 @dataclass(repr=False)
-class PhiIDResult(SummaryRepr):
+class PhiIDResult(SummaryRepr, SavedFields):
     """All-pairs PhiID atoms of a model's heads, labelled.
 
     Attributes:
@@ -93,6 +91,9 @@ class PhiIDResult(SummaryRepr):
             ``"mean_over_prompts"`` (for bootstraps over prompts), else None.
         meta: JSON-able extras (model name, prompt count, lengths, ...).
     """
+
+    FORMAT = "synergy_lens.PhiIDResult/1"  # save/load: SavedFields
+    SAVED_CONSTANTS: ClassVar[dict[str, Any]] = {"atoms_order": list(ATOMS)}  # a file must list the atoms in this order
 
     atoms: Float[Tensor, "atom unit unit"]
     n_layers: int
@@ -156,40 +157,6 @@ class PhiIDResult(SummaryRepr):
         return pd.DataFrame(frame)
 
     # ----------------------------------------------------------------- save/load
-    def save(self, path: str | Path) -> None:
-        """``torch.save`` of a plain dict of tensors and a JSON string (never a pickle of self)."""
-        header = {
-            "atoms_order": list(ATOMS),
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "labels": list(self.labels),
-            "tau": self.tau,
-            "redundancy": self.redundancy,
-            "aggregate": self.aggregate,
-            "meta": self.meta,
-        }
-        tensors = {"atoms": self.atoms, "per_prompt_sts": self.per_prompt_sts, "per_prompt_rtr": self.per_prompt_rtr}
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PhiIDResult:
-        """Inverse of :meth:`save` (``weights_only`` loading: no code runs)."""
-        payload, header = load_payload(path, _FORMAT)
-        if tuple(header["atoms_order"]) != ATOMS:
-            raise ValueError(f"{path} stores atoms in another order: {header['atoms_order']}")
-        return cls(
-            atoms=payload["atoms"],
-            n_layers=header["n_layers"],
-            n_heads=header["n_heads"],
-            labels=header["labels"],
-            tau=header["tau"],
-            redundancy=header["redundancy"],
-            aggregate=header["aggregate"],
-            per_prompt_sts=payload.get("per_prompt_sts"),
-            per_prompt_rtr=payload.get("per_prompt_rtr"),
-            meta=header["meta"],
-        )
-
 
 def decompose(
     activity: HeadActivityLike,

@@ -38,14 +38,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
 
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PairSummaries"]
 
-_FORMAT = "synergy_lens.PairSummaries/1"
 _TOP = ("top_sts_pairs", "top_sts_atoms", "top_rtr_pairs", "top_rtr_atoms")
 STREAM_SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
 """Per-head scores that follow from per-unit means (plus ``syn_minus_red`` where
@@ -62,7 +60,7 @@ STREAM_SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
 
 
 @dataclass(repr=False)
-class PairSummaries(SummaryRepr):
+class PairSummaries(SummaryRepr, SavedFields):
     """Per-unit means of the 16 atoms over partners, and the top-k pairs by sts and rtr.
 
     Attributes:
@@ -79,6 +77,9 @@ class PairSummaries(SummaryRepr):
         partial_pairs: pairs defined in some prompts but not all (mean over prompts).
         meta: JSON-able extras.
     """
+
+    FORMAT = "synergy_lens.PairSummaries/1"  # save/load: SavedFields
+    SAVED_CONSTANTS: ClassVar[dict[str, Any]] = {"atoms_order": list(ATOMS)}  # a file must list the atoms in this order
 
     unit_mean: Float[Tensor, "atom unit"]
     n_partners: Int[Tensor, " unit"]
@@ -249,36 +250,3 @@ class PairSummaries(SummaryRepr):
             partial_pairs=self.partial_pairs + other.partial_pairs,
             meta={**self.meta, "merged": True, "exact_merge": exact},
         )
-
-    # ---------------------------------------------------------------- save/load
-    def save(self, path: str | Path) -> None:
-        """Tensors and a JSON header through ``synergy_lens._io``; :meth:`load` round-trips."""
-        tensors = {
-            "unit_mean": self.unit_mean,
-            "n_partners": self.n_partners,
-            "fraction_mean": self.fraction_mean,
-            **{name: getattr(self, name) for name in _TOP},
-        }
-        header = {
-            "atoms_order": list(ATOMS),
-            "labels": self.labels,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "tau": self.tau,
-            "redundancy": self.redundancy,
-            "aggregate": self.aggregate,
-            "n_prompts": self.n_prompts,
-            "constant_units": self.constant_units,
-            "collinear_pairs": self.collinear_pairs,
-            "partial_pairs": self.partial_pairs,
-            "meta": self.meta,
-        }
-        save_payload(path, _FORMAT, tensors, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PairSummaries:
-        """Inverse of :meth:`save` (``weights_only`` loading: no code runs)."""
-        payload, header = load_payload(path, _FORMAT)
-        if tuple(header.pop("atoms_order")) != ATOMS:
-            raise ValueError(f"{path} stores atoms in another order")
-        return cls(**payload, **header)

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from synergy_lens._io import atomic_torch_save
+from synergy_lens._io import SavedFields, atomic_torch_save
 from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
@@ -44,11 +43,11 @@ if TYPE_CHECKING:
 
 __all__ = ["HeadActivity", "atomic_torch_save", "drop_short_prompts"]
 
-_FORMAT = "synergy_lens.HeadActivity/1"
+_DICT_FORMAT = "synergy_lens.HeadActivity/1"  # the tag of to_dict(), the in-memory exchange form
 
 
 @dataclass
-class HeadActivity:
+class HeadActivity(SavedFields):
     """Per-head activity recorded during generation (see the module docstring).
 
     Attributes:
@@ -70,7 +69,12 @@ class HeadActivity:
 
     Only ``values`` is required, so synthetic activity for tests and examples is one line;
     missing lists are filled with empty entries.
+
+    ``save(path)`` / ``load(path)`` (:class:`~synergy_lens._io.SavedFields`): a safetensors file,
+    values and ids round-trip bit for bit; files of the earlier torch format load too.
     """
+
+    FORMAT = "synergy_lens.HeadActivity/1"  # save/load: SavedFields
 
     values: Float[Tensor, "prompt time layer head"]
     lengths: Int[Tensor, " prompt"] | None = None
@@ -213,7 +217,7 @@ class HeadActivity:
 
     # -- persistence ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict: two tensors and a JSON string (what :meth:`save` writes)."""
+        """A plain dict: two tensors and a JSON string (what ``torch.distributed`` gathers)."""
         meta = {
             "prompts": self.prompts,
             "categories": self.categories,
@@ -226,7 +230,7 @@ class HeadActivity:
             "settings": self.settings,
         }
         return {
-            "format": _FORMAT,
+            "format": _DICT_FORMAT,
             "values": self.values,
             "lengths": self.lengths,
             "meta": json.dumps(meta),
@@ -234,34 +238,17 @@ class HeadActivity:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeadActivity:
-        if data.get("format") != _FORMAT:
+        if data.get("format") != _DICT_FORMAT:
             raise ValueError(
-                f"not a saved HeadActivity (format {data.get('format')!r}, expected {_FORMAT!r})"
+                f"not a saved HeadActivity (format {data.get('format')!r}, expected {_DICT_FORMAT!r})"
             )
         meta = json.loads(data["meta"])
         return cls(values=data["values"], lengths=data["lengths"], **meta)
 
-    def save(self, path: str | Path) -> None:
-        """Write to ``path`` (``torch.save`` of a plain dict, atomically; reload with :meth:`load`)."""
-        atomic_torch_save(self.to_dict(), path)
-
     @classmethod
-    def load(cls, path: str | Path) -> HeadActivity:
-        """Read a file written by :meth:`save`; values and ids round-trip bit for bit."""
-        from synergy_lens._io import load_torch_file
-
-        path = Path(path).expanduser()
-        data = load_torch_file(path, "a saved HeadActivity (HeadActivity.save)")
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            found = data.get("format") if isinstance(data, dict) else None
-            what = f"format {found!r}" if found else f"a {type(data).__name__} without a HeadActivity format tag"
-            raise ValueError(f"{path}: expected a saved HeadActivity ({_FORMAT!r}), found {what}: "
-                             "give the path of a file written by HeadActivity.save()")
-        try:
-            return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: a HeadActivity file whose contents do not fit together "
-                             f"({type(err).__name__}: {err}); recreate it") from None
+    def _from_old_file(cls, tensors: dict[str, Any], header: dict[str, Any], version: int) -> HeadActivity:
+        """Format 1: ``values``, ``lengths`` and the rest as one JSON string ``meta``."""
+        return cls(values=tensors["values"], lengths=tensors.get("lengths"), **json.loads(header["meta"]))
 
 
 def _fill(items: list[Any], n: int, empty: Any, name: str) -> list[Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens._io import load_payload, save_payload
+from synergy_lens._io import SavedFields
 from synergy_lens.models.adapter import adapt
 from synergy_lens.units import parse_label, unit_label
 
@@ -62,7 +61,7 @@ def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 
 @dataclass
-class HeadAttention:
+class HeadAttention(SavedFields):
     """Attention patterns of some heads on one token sequence.
 
     Attributes:
@@ -72,20 +71,12 @@ class HeadAttention:
         meta: JSON-able extras (model name, prompt index).
     """
 
+    FORMAT = "synergy_lens.HeadAttention/1"  # save/load: SavedFields
+
     tokens: list[str]
     patterns: Float[Tensor, "head q_pos k_pos"]
     labels: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, path: str | Path) -> None:
-        """``torch.save`` of a tensor and a JSON header (reload with :meth:`load`)."""
-        header = {"tokens": self.tokens, "labels": self.labels, "meta": self.meta}
-        save_payload(path, "synergy_lens.HeadAttention/1", {"patterns": self.patterns}, header)
-
-    @classmethod
-    def load(cls, path: str | Path) -> HeadAttention:
-        data, header = load_payload(path, "synergy_lens.HeadAttention/1")
-        return cls(tokens=header["tokens"], patterns=data["patterns"], labels=header["labels"], meta=header["meta"])
 
 
 @torch.inference_mode()

@@ -14,9 +14,12 @@ their token ids; the model's name, sizes and a digest of its weights; the settin
 resume with a different fingerprint is refused with a message naming the parts that
 differ. Only one process may write a given checkpoint at a time.
 
-File format: ``torch.save`` of a plain dict (``format``, ``fingerprint`` JSON, ``values``
-``[prompt, time, layer, head]`` with NaN for unfinished prompts, ``done`` ``[prompt]`` bool,
-``generated_ids`` JSON), loaded with ``weights_only=True``.
+File format: a synergy-lens result file (safetensors, :mod:`synergy_lens._io`) tagged
+``synergy_lens.record.checkpoint``: tensors ``values`` ``[prompt, time, layer, head]`` (NaN for
+unfinished prompts) and ``done`` ``[prompt]`` bool; header ``fingerprint`` and ``progress``
+(``generated_ids``). Checkpoints of the earlier torch format still resume. The same
+:class:`Checkpoint` keeps the progress of a difficulty-study level
+(:func:`synergy_lens.dynamics.study_level.run_level`).
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from synergy_lens._io import atomic_torch_save, load_torch_file
+from synergy_lens._io import read_payload, save_payload
 
 __all__ = ["Checkpoint", "RecordingState", "fingerprint", "weights_digest"]
 
-_FORMAT = "synergy_lens.record.checkpoint/1"
+_NAME = "synergy_lens.record.checkpoint"
+_FORMAT = f"{_NAME}/2"  # /2: safetensors, header {fingerprint, progress}
 
 
 @dataclass
@@ -104,52 +108,75 @@ def fingerprint(
 
 
 class Checkpoint:
-    """The checkpoint file of one recording run (see the module docstring)."""
+    """A checkpoint file: a fingerprint, and the progress of the run it belongs to.
 
-    def __init__(self, path: str | Path, fingerprint: dict[str, str]) -> None:
+    The one checkpoint mechanism of the package: a recording keeps its finished batches here
+    (:meth:`save` / :meth:`load_into`), a difficulty-study level the names of its finished
+    stages (:meth:`write` / :meth:`read`). Each write replaces the whole file atomically (a
+    synergy-lens result file, :func:`synergy_lens._io.save_payload`); a read refuses a file
+    of another run, naming the fingerprint parts that differ.
+
+    Args:
+        path: the checkpoint file.
+        fingerprint: ``{part: JSON-able value}`` (digests, or the settings themselves).
+        what: the kind of run, for messages ("recording", "difficulty study").
+        fix: what to do when the file belongs to another run.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: dict[str, Any], *, what: str = "recording",
+                 fix: str = ("Resume with the same model, prompts and settings, or delete the file / pass a "
+                             "new checkpoint path to start over.")) -> None:
         self.path = Path(path)
         self.fingerprint = fingerprint
+        self.what, self.fix = what, fix
         if self.path.exists() and self.path.is_dir():
             raise ValueError(f"checkpoint={str(self.path)!r} is a folder: give a file path")
 
-    def load_into(self, state: RecordingState) -> bool:
-        """Fill ``state`` from the file if it exists; True when something was resumed."""
+    # -- any run ---------------------------------------------------------------------------
+    def read(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """``(tensors, progress)`` saved by :meth:`write`, or None when there is no file yet."""
         self._remove_orphans()
         if not self.path.exists():
-            return False
-        data = load_torch_file(self.path, "a synergy-lens recording checkpoint",
-                               fix="delete it to start over, or pass another checkpoint path")
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(
-                f"{self.path} is not a synergy-lens recording checkpoint: pass another path"
-            )
-        saved = json.loads(data["fingerprint"])
-        differ = [k for k in self.fingerprint if saved.get(k) != self.fingerprint[k]]
+            return None
+        fix = "delete it to start over, or pass another checkpoint path"
+        tensors, header, version, _ = read_payload(self.path, _NAME, fix=fix,
+                                                   what=f"a synergy-lens {self.what} checkpoint")
+        if version == 1:  # the torch format: JSON strings beside the tensors
+            header = {"fingerprint": json.loads(header["fingerprint"]),
+                      "progress": {"generated_ids": json.loads(header["generated_ids"])}}
+        self.check(header["fingerprint"])
+        return tensors, header["progress"]
+
+    def check(self, saved: dict[str, Any]) -> None:
+        """Refuse a saved fingerprint that differs from this run's, naming the parts."""
+        mine = json.loads(json.dumps(self.fingerprint, default=str))  # as it reads back (tuples are lists)
+        differ = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         if differ:
-            raise ValueError(
-                f"the checkpoint {self.path} was written by a different recording (differs in: "
-                f"{', '.join(differ)}). Resume with the same model, prompts and settings, or "
-                "delete the file / pass a new checkpoint path to start over."
-            )
-        if tuple(data["values"].shape) != tuple(state.values.shape):
+            raise ValueError(f"the checkpoint {self.path} was written by a different {self.what} (differs in: "
+                             f"{', '.join(differ)}). {self.fix}")
+
+    def write(self, tensors: dict[str, Tensor], progress: dict[str, Any]) -> None:
+        """Replace the file, atomically, with this run's fingerprint and ``progress``."""
+        fingerprint = json.loads(json.dumps(self.fingerprint, default=str))
+        save_payload(self.path, _FORMAT, tensors, {"fingerprint": fingerprint, "progress": progress})
+
+    # -- a recording -----------------------------------------------------------------------
+    def load_into(self, state: RecordingState) -> bool:
+        """Fill ``state`` from the file if it exists; True when something was resumed."""
+        saved = self.read()
+        if saved is None:
+            return False
+        tensors, progress = saved
+        if tuple(tensors["values"].shape) != tuple(state.values.shape):
             raise ValueError(f"the checkpoint {self.path} has values of the wrong shape")
-        state.values.copy_(data["values"])
-        state.generated_ids[:] = json.loads(data["generated_ids"])
-        state.done.copy_(data["done"])
+        state.values.copy_(tensors["values"])
+        state.generated_ids[:] = progress["generated_ids"]
+        state.done.copy_(tensors["done"])
         return bool(state.done.any())
 
     def save(self, state: RecordingState) -> None:
         """Write the whole state atomically."""
-        atomic_torch_save(
-            {
-                "format": _FORMAT,
-                "fingerprint": json.dumps(self.fingerprint),
-                "values": state.values,
-                "done": state.done,
-                "generated_ids": json.dumps(state.generated_ids),
-            },
-            self.path,
-        )
+        self.write({"values": state.values, "done": state.done}, {"generated_ids": state.generated_ids})
 
     def _remove_orphans(self) -> None:
         """Temporary files left by a process killed mid-write."""

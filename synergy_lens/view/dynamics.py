@@ -262,9 +262,14 @@ def write_figures(study: Any, out: str | Path) -> list[Path]:
     if study.embeddings:
         figs["embedding_layer"] = plot_embedding(study, "layer")
         figs["embedding_score"] = plot_embedding(study, "score")
+    from plotly.offline import get_plotlyjs
+
+    from synergy_lens._io import atomic_write_text
+
     paths = []
     for name, fig in figs.items():
-        path = Path(out) / f"{name}.html"
-        fig.write_html(path, include_plotlyjs="directory")
-        paths.append(path)
+        paths.append(atomic_write_text(Path(out) / f"{name}.html", fig.to_html(include_plotlyjs="directory")))
+    bundle = Path(out) / "plotly.min.js"
+    if paths and not bundle.exists():  # what fig.write_html(include_plotlyjs="directory") adds
+        atomic_write_text(bundle, get_plotlyjs())
     return paths

@@ -295,15 +295,14 @@ def test_unstable_heads_marked_or_excluded(planted: dict) -> None:
 
 
 def test_old_files_without_syn_minus_red_still_load(planted: dict, tmp_path) -> None:
-    from synergy_lens._io import load_payload, save_payload
+    import json
 
     s = synergy_scores(planted["result"])
-    s.save(tmp_path / "new.pt")
-    tensors, header = load_payload(tmp_path / "new.pt", "synergy_lens.HeadScores/1")
-    for k in ("syn_minus_red", "unstable"):
-        tensors.pop(k, None)
-    header = {k: header[k] for k in ("score", "spearman", "spearman_p", "labels", "meta")}
-    save_payload(tmp_path / "old.pt", "synergy_lens.HeadScores/1", tensors, header)
+    # a file of the first format: torch.save of the tensors and a JSON header, no syn_minus_red
+    tensors = {k: getattr(s, k) for k in ("mean_sts", "mean_rtr", "rank_gradient", "synergy_fraction", "values")}
+    header = {k: getattr(s, k) for k in ("score", "spearman", "spearman_p", "labels", "meta")}
+    torch.save({**tensors, "header": json.dumps({"format": "synergy_lens.HeadScores/1", **header})},
+               tmp_path / "old.pt")
     old = HeadScores.load(tmp_path / "old.pt")
     assert old.syn_minus_red is None and old.agreement == {}
     assert "syn_minus_red" in old.to_dataframe().columns
