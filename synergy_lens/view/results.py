@@ -32,9 +32,24 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synergy_lens._io import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from synergy_lens.analysis import Core, HeadScores, LayerProfile
+    from synergy_lens.analysis.controls import ControlComparison
+    from synergy_lens.analysis.headline import Headline
+    from synergy_lens.analysis.robustness import Robustness
+    from synergy_lens.analysis.stability import UnitStability
+    from synergy_lens.analysis.surrogates import SurrogateTest
+    from synergy_lens.analysis.uncertainty import RankUncertainty
+    from synergy_lens.intervene import AblationCurve
+    from synergy_lens.phiid import PhiIDResult
+    from synergy_lens.record import HeadActivity
+    from synergy_lens.record.attention import HeadAttention
 
 __all__ = ["MANIFEST", "RunResults"]
 
@@ -74,16 +89,39 @@ def _write_item(path: Path, name: str, obj: Any, kind: str) -> None:
 
 @dataclass
 class RunResults:
-    """The results of one run, by name (``"activity"``, ``"phiid"``, ``"scores"``, ...).
+    """The results of one run (what :func:`synergy_lens.analyse` returns), one typed field
+    per result; a field is None when the run did not make that result.
+
+    ``run.scores`` and ``run["scores"]`` are the same object: the mapping form (``run[name]``,
+    ``name in run``, ``run.get(name)``, ``run.items``) names the results as their files do,
+    with ``profile_<score>`` for the entries of ``profiles``. Results of other names added
+    with :meth:`add` live in ``extra``.
 
     Attributes:
-        items: name -> result object (anything with ``save(path)`` and a classmethod
-            ``load(path)``, a pandas DataFrame, or JSON-able data).
-        settings: the settings used (shown in the report).
+        activity .. tokens: the results (see :func:`synergy_lens.analyse`).
+        profiles: ``{score: LayerProfile}``, one per profiled score.
+        extra: name -> any other result (``save``/``load``-able, a DataFrame or JSON-able).
+        settings: the settings used (the configs' ``asdict`` and the command's facts).
         folder: where it was loaded from / saved to, if anywhere.
     """
 
-    items: dict[str, Any] = field(default_factory=dict)
+    activity: HeadActivity | None = None
+    phiid: PhiIDResult | None = None
+    stability: UnitStability | None = None
+    scores: HeadScores | None = None
+    layer_profiles: dict[str, LayerProfile] = field(default_factory=dict)
+    core: Core | None = None
+    ranks: RankUncertainty | None = None
+    headline: Headline | None = None
+    surrogates: SurrogateTest | None = None
+    robustness: Robustness | None = None
+    layer_summary: pd.DataFrame | None = None
+    topology: pd.DataFrame | None = None
+    control: ControlComparison | None = None
+    ablation: AblationCurve | None = None
+    attention: HeadAttention | None = None
+    tokens: list[list[str]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -100,10 +138,28 @@ class RunResults:
         for word in (name, file or "x"):
             if not word.replace("_", "").replace(".", "").isalnum() or word.startswith("."):
                 raise ValueError(f"result name {word!r} must be letters, digits, '_' and '.'")
-        self.items[name] = obj
+        if name in _RESULT_FIELDS:
+            setattr(self, name, obj)
+        elif name.startswith("profile_"):
+            self.layer_profiles[name.removeprefix("profile_")] = obj
+        else:
+            self.extra[name] = obj
         if file is not None:
             self._files[name] = file
         return self
+
+    @property
+    def items(self) -> dict[str, Any]:
+        """Every result by its name (the file names' stems), in the order of the fields."""
+        out: dict[str, Any] = {}
+        for name in _RESULT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+            if name == "scores":  # the profiles sit after the scores they profile
+                out.update({f"profile_{k}": v for k, v in self.layer_profiles.items()})
+        out.update(self.extra)
+        return out
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.items.get(name, default)
@@ -112,14 +168,15 @@ class RunResults:
         return name in self.items
 
     def __getitem__(self, name: str) -> Any:
+        items = self.items
         try:
-            return self.items[name]
+            return items[name]
         except KeyError:
-            raise KeyError(f"this run has no {name!r}; it has {sorted(self.items)}") from None
+            raise KeyError(f"this run has no {name!r}; it has {sorted(items)}") from None
 
-    def profiles(self) -> dict[str, Any]:
-        """``{score: LayerProfile}`` of the items named ``profile_<score>``."""
-        return {k.removeprefix("profile_"): v for k, v in self.items.items() if k.startswith("profile_")}
+    def profiles(self) -> dict[str, LayerProfile]:
+        """``{score: LayerProfile}``: the layer profile of every profiled score."""
+        return dict(self.layer_profiles)
 
     def __repr__(self) -> str:
         where = f", folder={str(self.folder)!r}" if self.folder else ""
@@ -174,7 +231,7 @@ class RunResults:
         for name, entry in manifest.get("items", {}).items():
             if only is not None and name not in only:
                 continue
-            run.items[name] = _load_item(folder / entry["file"], entry["type"])
+            run.add(name, _load_item(folder / entry["file"], entry["type"]))
             run._files[name] = entry["file"]
         return run
 
@@ -195,3 +252,8 @@ def _load_item(path: Path, kind: str) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj.load(path)
+
+
+_RESULT_FIELDS = ("activity", "phiid", "stability", "scores", "core", "ranks", "headline", "surrogates", "robustness",
+                  "layer_summary", "topology", "control", "ablation", "attention", "tokens")
+"""The typed results of a run, by the names their files carry."""
