@@ -126,24 +126,29 @@ def byte_tokenizer() -> Any:
 _IDS: dict[str, Any] = {"bos_token_id": _BOS, "eos_token_id": _EOS, "pad_token_id": _PAD}
 
 
+def _decoder_config(cfg: TinyConfig, config_class: str, model_class: str, *, kv_heads: bool = True,
+                    head_dim: bool = True, **extra: Any) -> Any:
+    """A transformers config of the Llama-like naming (most families) filled from ``cfg``: the
+    byte tokenizer's ids, default rotary embeddings, ``extra`` for what the family adds."""
+    import transformers
+
+    kwargs: dict[str, Any] = {
+        "vocab_size": _VOCAB, "hidden_size": cfg.d_model, "intermediate_size": cfg.d_mlp,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "max_position_embeddings": cfg.n_ctx,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "architectures": [model_class], **_IDS,
+    }
+    if kv_heads:
+        kwargs["num_key_value_heads"] = cfg.kv_heads
+    if head_dim:
+        kwargs["head_dim"] = cfg.d_head
+    return getattr(transformers, config_class)(**(kwargs | extra))
+
+
 def llama_config(cfg: TinyConfig) -> Any:
     """The transformers ``LlamaConfig`` of ``cfg`` with the byte tokenizer's 259 ids."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        head_dim=cfg.d_head,
-        max_position_embeddings=cfg.n_ctx,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        tie_word_embeddings=False,
-        architectures=["LlamaForCausalLM"],
-        **_IDS,
-    )
+    return _decoder_config(cfg, "LlamaConfig", "LlamaForCausalLM", tie_word_embeddings=False)
 
 
 def _gpt2_config(cfg: TinyConfig) -> Any:
@@ -168,129 +173,41 @@ def _gpt2_config(cfg: TinyConfig) -> Any:
 
 
 def _neox_config(cfg: TinyConfig) -> Any:
-    from transformers import GPTNeoXConfig
-
-    return GPTNeoXConfig(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        intermediate_size=cfg.d_mlp,
-        max_position_embeddings=cfg.n_ctx,
-        # Pythia's partial rotary embedding: half of each head's dimensions rotate
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": 0.5},
-        use_parallel_residual=True,
-        architectures=["GPTNeoXForCausalLM"],
-        **_IDS,
-    )
+    # Pythia: parallel attention and MLP, partial rotary embedding (half of each head rotates)
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": 0.5}
+    return _decoder_config(cfg, "GPTNeoXConfig", "GPTNeoXForCausalLM", kv_heads=False, head_dim=False,
+                           rope_parameters=rope, use_parallel_residual=True)
 
 
 def _qwen3_config(cfg: TinyConfig) -> Any:
-    from transformers import Qwen3Config
-
-    return Qwen3Config(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        head_dim=cfg.d_head,
-        max_position_embeddings=cfg.n_ctx,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        architectures=["Qwen3ForCausalLM"],
-        **_IDS,
-    )
+    return _decoder_config(cfg, "Qwen3Config", "Qwen3ForCausalLM")
 
 
 def _gemma3_config(cfg: TinyConfig) -> Any:
-    from transformers import Gemma3TextConfig
-
-    layer_types = [
-        "full_attention" if i % 2 else "sliding_attention" for i in range(cfg.n_layers)
-    ]
-    return Gemma3TextConfig(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        head_dim=cfg.d_head,
-        max_position_embeddings=cfg.n_ctx,
-        # not d_head: Gemma 3 scales scores by query_pre_attn_scalar ** -0.5
-        query_pre_attn_scalar=2 * cfg.d_head,
-        sliding_window=cfg.sliding_window,
-        layer_types=layer_types,
-        rope_parameters={
-            "sliding_attention": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-            "full_attention": {"rope_type": "default", "rope_theta": 100 * cfg.rope_theta},
-        },
-        architectures=["Gemma3ForCausalLM"],
-        **_IDS,
-    )
+    layer_types = ["full_attention" if i % 2 else "sliding_attention" for i in range(cfg.n_layers)]
+    rope = {"sliding_attention": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+            "full_attention": {"rope_type": "default", "rope_theta": 100 * cfg.rope_theta}}
+    # query_pre_attn_scalar is not d_head: Gemma 3 scales scores by query_pre_attn_scalar ** -0.5
+    return _decoder_config(cfg, "Gemma3TextConfig", "Gemma3ForCausalLM", query_pre_attn_scalar=2 * cfg.d_head,
+                           sliding_window=cfg.sliding_window, layer_types=layer_types, rope_parameters=rope)
 
 
 def _mixtral_config(cfg: TinyConfig) -> Any:
-    from transformers import MixtralConfig
-
-    return MixtralConfig(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        head_dim=cfg.d_head,
-        max_position_embeddings=cfg.n_ctx,
-        num_local_experts=cfg.n_experts,
-        num_experts_per_tok=cfg.experts_per_token,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        architectures=["MixtralForCausalLM"],
-        **_IDS,
-    )
+    return _decoder_config(cfg, "MixtralConfig", "MixtralForCausalLM", num_local_experts=cfg.n_experts,
+                           num_experts_per_tok=cfg.experts_per_token)
 
 
 def _qwen3_moe_config(cfg: TinyConfig) -> Any:
-    from transformers import Qwen3MoeConfig
-
-    out = Qwen3MoeConfig(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        moe_intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        max_position_embeddings=cfg.n_ctx,
-        num_experts=cfg.n_experts,
-        num_experts_per_tok=cfg.experts_per_token,
-        norm_topk_prob=True,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        architectures=["Qwen3MoeForCausalLM"],
-        **_IDS,
-    )
+    out = _decoder_config(cfg, "Qwen3MoeConfig", "Qwen3MoeForCausalLM", head_dim=False,
+                          moe_intermediate_size=cfg.d_mlp, num_experts=cfg.n_experts,
+                          num_experts_per_tok=cfg.experts_per_token, norm_topk_prob=True)
     out.head_dim = cfg.d_head
     return out
 
 
 def _olmoe_config(cfg: TinyConfig) -> Any:
-    from transformers import OlmoeConfig
-
-    return OlmoeConfig(
-        vocab_size=_VOCAB,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        max_position_embeddings=cfg.n_ctx,
-        num_experts=cfg.n_experts,
-        num_experts_per_tok=cfg.experts_per_token,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        architectures=["OlmoeForCausalLM"],
-        **_IDS,
-    )
+    return _decoder_config(cfg, "OlmoeConfig", "OlmoeForCausalLM", head_dim=False, num_experts=cfg.n_experts,
+                           num_experts_per_tok=cfg.experts_per_token)
 
 
 _CONFIGS: dict[str, Callable[[TinyConfig], Any]] = {
