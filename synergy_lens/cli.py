@@ -163,21 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    demo = sub.add_parser("demo", formatter_class=_Formatter, help="full analysis of the default model + report",
-                          description="The main job: default model, default 60-prompt suite, 100 new tokens, "
-                                      "record + PhiID + scores + profiles + core + topology + a short ablation "
-                                      "curve + the HTML report, all saved under --out.")
-    _add_model_options(demo)
-    _add_analysis_options(demo, demo=True)
-    _add_ablation_options(demo)
-
-    run = sub.add_parser("run", formatter_class=_Formatter, help="record, decompose and analyse, settings of your own",
-                         description="Record head activity, compute PhiID for every pair of heads and analyse it "
-                                     "(scores, layer profiles, core, topology); save everything under --out and "
-                                     "write the report.")
-    _add_model_options(run)
-    _add_analysis_options(run, demo=False)
-    _add_ablation_options(run, quick=False)
+    analyses = {
+        "demo": ("full analysis of the default model + report",
+                 "The main job: default model, default 60-prompt suite, 100 new tokens, record + PhiID + scores + "
+                 "profiles + core + topology + a short ablation curve + the HTML report, all saved under --out."),
+        "run": ("record, decompose and analyse, settings of your own",
+                "Record head activity, compute PhiID for every pair of heads and analyse it (scores, layer profiles, "
+                "core, topology); save everything under --out and write the report."),
+    }
+    for name, (short, long) in analyses.items():
+        p = sub.add_parser(name, formatter_class=_Formatter, help=short, description=long)
+        _add_model_options(p)
+        _add_analysis_options(p, demo=name == "demo")
+        _add_ablation_options(p, quick=name == "demo")
 
     rep = sub.add_parser("report", formatter_class=_Formatter, help="HTML report of a saved results folder",
                          description="Build the self-contained HTML report from a results folder written by "

@@ -101,31 +101,16 @@ class ModelAdapter:
     def cfg(self) -> Any:
         return self.model.cfg
 
-    @property
-    def n_layers(self) -> int:
-        return int(self.cfg.n_layers)
-
-    @property
-    def n_heads(self) -> int:
-        """Query heads per layer: the units of every analysis."""
-        return int(self.cfg.n_heads)
+    n_layers = property(lambda self: int(self.cfg.n_layers), doc="Layers (blocks) of the model.")
+    n_heads = property(lambda self: int(self.cfg.n_heads), doc="Query heads per layer: the units of every analysis.")
+    d_head = property(lambda self: int(self.cfg.d_head), doc="Dimension of one head.")
+    d_model = property(lambda self: int(self.cfg.d_model), doc="Width of the residual stream.")
+    n_ctx = property(lambda self: int(self.cfg.n_ctx), doc="Context length.")
 
     @property
     def n_kv_heads(self) -> int:
         n = getattr(self.cfg, "n_key_value_heads", None)
         return int(n) if n else self.n_heads
-
-    @property
-    def d_head(self) -> int:
-        return int(self.cfg.d_head)
-
-    @property
-    def d_model(self) -> int:
-        return int(self.cfg.d_model)
-
-    @property
-    def n_ctx(self) -> int:
-        return int(self.cfg.n_ctx)
 
     @property
     def n_units(self) -> int:
