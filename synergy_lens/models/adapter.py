@@ -274,6 +274,17 @@ class ModelAdapter:
         probs = torch.softmax(logits.float().cpu() / max(temperature, 1e-6), dim=-1)
         return torch.multinomial(probs, 1, generator=gen).squeeze(-1).to(logits.device)
 
+    def _append(self, new_tokens: list[Tensor], nxt: Tensor, finished: Tensor, stop_at_eos: bool) -> bool:
+        """Add one step's tokens (in place: padding for rows already finished, which
+        ``finished`` then marks). True once every row has produced EOS."""
+        if stop_at_eos:
+            nxt.copy_(torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt))
+        new_tokens.append(nxt)
+        if stop_at_eos and self.eos_token_id is not None:
+            finished |= nxt == self.eos_token_id
+            return bool(finished.all())
+        return False
+
     def _generate_hf(
         self, ids: Tensor, mask: Tensor, max_new: int, do_sample: bool, temp: float,
         gen: torch.Generator, stop_at_eos: bool = True,
@@ -288,8 +299,7 @@ class ModelAdapter:
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         cur_ids, cur_mask = ids, mask
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        new_tokens = []
-        eos = self.eos_token_id
+        new_tokens: list[Tensor] = []
         for _ in range(max_new):
             out = hf(
                 input_ids=cur_ids,
@@ -300,13 +310,8 @@ class ModelAdapter:
             )
             past = out.past_key_values
             nxt = self._next_token(out.logits[:, -1, :], do_sample, temp, gen)
-            if stop_at_eos:
-                nxt = torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt)
-            new_tokens.append(nxt)
-            if stop_at_eos and eos is not None:
-                finished |= nxt == eos
-                if bool(finished.all()):
-                    break
+            if self._append(new_tokens, nxt, finished, stop_at_eos):
+                break
             cur_ids = nxt[:, None]
             cur_mask = torch.cat([cur_mask, torch.ones_like(cur_ids)], dim=1)
             position_ids = position_ids[:, -1:] + 1
@@ -327,18 +332,12 @@ class ModelAdapter:
 
         cache = KVCache.init_cache(self.cfg, self.cfg.device, ids.shape[0])
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        eos = self.eos_token_id
         logits = self.model(ids, attention_mask=mask, past_kv_cache=cache)
-        new_tokens = []
+        new_tokens: list[Tensor] = []
         for step in range(max_new):
             nxt = self._next_token(logits[:, -1, :], do_sample, temp, gen)
-            if stop_at_eos:
-                nxt = torch.where(finished, torch.full_like(nxt, self.pad_token_id), nxt)
-            new_tokens.append(nxt)
-            if stop_at_eos and eos is not None:
-                finished |= nxt == eos
-                if bool(finished.all()):
-                    break
+            if self._append(new_tokens, nxt, finished, stop_at_eos):
+                break
             if step + 1 < max_new:
                 logits = self.model(
                     nxt[:, None], attention_mask=torch.ones_like(nxt[:, None]), past_kv_cache=cache
