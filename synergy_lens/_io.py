@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar, Self
+from typing import IO, Any, ClassVar, TypeVar
 
 __all__ = [
     "atomic_torch_save",
@@ -184,6 +184,11 @@ def load_dataclass(cls: Any, path: str | Path, fmt: str) -> Any:
     return cls(**kwargs)
 
 
+_Saved = TypeVar("_Saved", bound="SavedFields")
+"""``SavedFields.load``'s return type (not ``typing.Self``: Python 3.10 lacks it, and runtime
+type checkers accept it only on whole decorated classes)."""
+
+
 class SavedFields:
     """Mixin for result dataclasses saved field by field (:func:`save_dataclass`).
 
@@ -197,7 +202,7 @@ class SavedFields:
         save_dataclass(self, path, self.FORMAT)
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
+    def load(cls: type[_Saved], path: str | Path) -> _Saved:
         """Inverse of :meth:`save`."""
-        result: Self = load_dataclass(cls, path, cls.FORMAT)
+        result: _Saved = load_dataclass(cls, path, cls.FORMAT)
         return result

@@ -86,7 +86,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -132,6 +132,7 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 _FORMAT = "synergy_lens.HeadScores/1"
 
 
+@runtime_checkable
 class PairAtoms(Protocol):
     """What :func:`synergy_scores` reads from a ``PhiIDResult`` (duck-typed)."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -59,6 +59,7 @@ would hold ``[16, unit, unit]`` float64 (537 MB at 2,048 units) plus two float32
 ``[prompt, unit, unit]`` per-prompt matrices (2 GB at 60 prompts)."""
 
 
+@runtime_checkable
 class HeadActivityLike(Protocol):
     """The part of ``synergy_lens.record.HeadActivity`` that :func:`decompose` reads."""
 
