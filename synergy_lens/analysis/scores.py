@@ -243,13 +243,11 @@ SCORES: Registry[ScoreFn] = Registry(
 """Registry of per-head scores, name -> ``fn(sts, rtr) -> [..., unit]``."""
 
 
-def register_score(name: str, fn: ScoreFn | None = None, *, overwrite: bool = False) -> Any:
-    """Add a per-head score; usable as a decorator (``@register_score("my_score")``).
-
-    ``fn(sts, rtr)`` gets ``[..., unit, unit]`` atoms (diagonal NaN, possibly with leading
-    batch dims) and must return ``[..., unit]`` where larger means more synergistic.
-    """
-    return SCORES.register(name, fn, overwrite=overwrite)
+register_score = SCORES.register
+"""``register_score(name, fn=None, *, overwrite=False)`` adds a per-head score; usable as a
+decorator (``@register_score("my_score")``). ``fn(sts, rtr)`` gets ``[..., unit, unit]`` atoms
+(diagonal NaN, possibly with leading batch dims) and must return ``[..., unit]`` where larger
+means more synergistic."""
 
 
 def get_score(score: str | ScoreFn) -> tuple[str, ScoreFn]:
