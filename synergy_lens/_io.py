@@ -33,7 +33,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar, Self
+from typing import IO, Any, ClassVar, TypeVar
 
 __all__ = [
     "FormatMismatch",
@@ -420,6 +420,11 @@ def load_fields(cls: Any, path: str | Path) -> Any:
                          f"({type(err).__name__}: {err}); recreate it") from None
 
 
+_Saved = TypeVar("_Saved", bound="SavedFields")
+"""``SavedFields.load``'s return type (not ``typing.Self``: Python 3.10 lacks it, and runtime
+type checkers accept it only on whole decorated classes)."""
+
+
 class SavedFields:
     """Mixin for result dataclasses: ``save``/``load`` field by field (the module docstring).
 
@@ -439,18 +444,18 @@ class SavedFields:
         save_fields(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
+    def load(cls: type[_Saved], path: str | Path) -> _Saved:
         """Inverse of :meth:`save`; files of the earlier torch format load too."""
-        result: Self = load_fields(cls, path)
+        result: _Saved = load_fields(cls, path)
         return result
 
     @classmethod
-    def _from_fields(cls, fields: dict[str, Any], version: int) -> Self:
+    def _from_fields(cls: type[_Saved], fields: dict[str, Any], version: int) -> _Saved:
         """Build from decoded fields (``version``: the file's; override to upgrade an older one)."""
         return cls(**fields)
 
     @classmethod
-    def _from_old_file(cls, tensors: dict[str, Any], header: dict[str, Any], version: int) -> Self:
+    def _from_old_file(cls: type[_Saved], tensors: dict[str, Any], header: dict[str, Any], version: int) -> _Saved:
         """Build from a file of the earlier torch format: either ``fields``/``tensor_dicts``
         (what ``SavedFields`` wrote) or tensors and header entries named after the fields."""
         names = _saved_fields(cls)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ out where you are, since on TransformerBridge it is an alias of the name you reg
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -47,6 +47,7 @@ Z_AXES = ("batch", "pos", "head", "d_head")
 PATTERN_AXES = ("batch", "head", "q_pos", "k_pos")
 
 
+@runtime_checkable
 class HookFn(Protocol):
     """The TransformerLens hook signature: ``fn(tensor, *, hook) -> tensor | None``."""
 

@@ -11,8 +11,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from synergy_lens.models import available_backends
+from tests import shapecheck
 
 BACKENDS = available_backends()
+
+
+@pytest.fixture(autouse=True)
+def _shape_checks(request: pytest.FixtureRequest):
+    """Runtime shape checks (tests/shapecheck.py) everywhere but in tests marked
+    ``wrong_shapes``, which feed wrong arrays on purpose to test the library's own errors."""
+    if request.node.get_closest_marker("wrong_shapes") is None:
+        yield
+    else:
+        with shapecheck.off():
+            yield
 
 
 @pytest.fixture(params=BACKENDS, scope="session")

@@ -80,9 +80,9 @@ ENERGY_DEFINITIONS: Registry[EnergyFn] = Registry(
 """Registry of layer-energy definitions (module docstring)."""
 
 
-def register_energy(name: str, fn: EnergyFn | None = None, *, overwrite: bool = False) -> Any:
-    """Add a layer-energy definition; usable as a decorator."""
-    return ENERGY_DEFINITIONS.register(name, fn, overwrite=overwrite)
+register_energy = ENERGY_DEFINITIONS.register
+"""``register_energy(name, fn=None, *, overwrite=False)`` adds a layer-energy definition
+:data:`EnergyFn` (module docstring); usable as a decorator."""
 
 
 @dataclass

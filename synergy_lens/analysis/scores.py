@@ -85,7 +85,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -130,6 +130,7 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
 
+@runtime_checkable
 class PairAtoms(Protocol):
     """What :func:`synergy_scores` reads from a ``PhiIDResult`` (duck-typed)."""
 
@@ -240,13 +241,11 @@ SCORES: Registry[ScoreFn] = Registry(
 """Registry of per-head scores, name -> ``fn(sts, rtr) -> [..., unit]``."""
 
 
-def register_score(name: str, fn: ScoreFn | None = None, *, overwrite: bool = False) -> Any:
-    """Add a per-head score; usable as a decorator (``@register_score("my_score")``).
-
-    ``fn(sts, rtr)`` gets ``[..., unit, unit]`` atoms (diagonal NaN, possibly with leading
-    batch dims) and must return ``[..., unit]`` where larger means more synergistic.
-    """
-    return SCORES.register(name, fn, overwrite=overwrite)
+register_score = SCORES.register
+"""``register_score(name, fn=None, *, overwrite=False)`` adds a per-head score; usable as a
+decorator (``@register_score("my_score")``). ``fn(sts, rtr)`` gets ``[..., unit, unit]`` atoms
+(diagonal NaN, possibly with leading batch dims) and must return ``[..., unit]`` where larger
+means more synergistic."""
 
 
 def get_score(score: str | ScoreFn) -> tuple[str, ScoreFn]:

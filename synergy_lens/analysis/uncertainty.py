@@ -10,7 +10,7 @@ score shows how far each head's rank moves and how often it lands in the core:
   observed rank, and the ``alpha/2`` and ``1 - alpha/2`` percentiles of the resampled
   ranks (percentile bootstrap);
 - **core frequency**: the fraction of resamples in which the head is among the top
-  ``k = ceil(q * n_valid)`` heads (the :func:`~synergy_lens.analysis.core.find_core`
+  ``k = ceil(q * n_valid)`` heads (the :func:`~synergy_lens.analysis.scores.find_core`
   rule, ties by unit index). A core head at 0.55 is a coin flip; at 1.0 it is robust to
   the choice of prompts.
 
@@ -139,7 +139,7 @@ def rank_uncertainty(
     Args:
         result: a ``PhiIDResult`` with per-prompt atoms (``aggregate="mean_over_prompts"``).
         score: the score ranked (registered name or callable).
-        q: the core fraction (as :func:`~synergy_lens.analysis.core.find_core`).
+        q: the core fraction (as :func:`~synergy_lens.analysis.scores.find_core`).
         n_boot, alpha, seed: resamples, CI level, seed (the profile's resamples for the
             same seed and prompt count).
         unstable, exclude: as :func:`~synergy_lens.analysis.scores.synergy_scores`; with

@@ -316,7 +316,7 @@ class LayerSkipResult(SummaryRepr, SavedFields):
     layers: Int[Tensor, " layer"]
     divergence: Float[Tensor, " layer"]
     divergence_per_prompt: Float[Tensor, "layer prompt"]
-    correct: Bool[Tensor, "layer task"]
+    correct: Bool[Tensor, "layer task"] | Bool[Tensor, "0 0"]
     clean_correct: Bool[Tensor, " task"]
     meta: dict[str, Any] = field(default_factory=dict)
 

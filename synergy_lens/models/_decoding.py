@@ -16,15 +16,7 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 
-__all__ = [
-    "CHECK_PROMPTS",
-    "ENV_SWITCH",
-    "TOLERANCE",
-    "CachedDecodingError",
-    "DecodingCheck",
-    "installed_versions",
-    "verify",
-]
+__all__ = ["verify"]  # and the names synergy_lens.models.selfcheck re-exports
 
 ENV_SWITCH = "SYNERGY_LENS_DECODING_CHECK"
 CHECK_PROMPTS = ("The capital of France is", "Hi")

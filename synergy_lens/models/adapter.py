@@ -206,8 +206,11 @@ class ModelAdapter:
         *,
         attention_mask: Int[Tensor, "batch pos"] | None = None,
         fwd_hooks: Sequence[H.FwdHook] = (),
-    ) -> Float[Tensor, "batch pos vocab"]:
+    ) -> Float[Tensor, "batch out_pos vocab"]:
         """Logits of a teacher-forced pass over ``tokens`` (taken as given: no BOS added).
+
+        ``out_pos == pos`` unless a hook keeps only some positions of the residual stream
+        (``intervene.divergence`` gathers the ones it scores before the unembedding).
 
         Right padding needs no mask (attention is causal, so padding after a sequence
         cannot change it); pass ``attention_mask`` for left padding.

@@ -169,7 +169,7 @@ DegenerateReport = tuple[set[int], set[tuple[int, int]]]
 
 def atoms_from_windows(
     stats: PhiIDStats,
-    series: Sequence[Float[Tensor, "unit time"]],
+    series: Sequence[Float[Tensor, "unit _time"]],
     redundancy: RedundancyFunction,
     *,
     chunk_pairs: int | None = None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, get_args, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -57,6 +57,7 @@ would hold ``[16, unit, unit]`` float64 (537 MB at 2,048 units) plus two float32
 ``[prompt, unit, unit]`` per-prompt matrices (2 GB at 60 prompts)."""
 
 
+@runtime_checkable
 class HeadActivityLike(Protocol):
     """The part of ``synergy_lens.record.HeadActivity`` that :func:`decompose` reads."""
 

@@ -335,7 +335,7 @@ def _stream(
 
 # ------------------------------------------------------------------------- public API
 def pair_summaries(
-    x: Float[Tensor, "... unit time"] | Sequence[Float[Tensor, "unit time"]],
+    x: Float[Tensor, "... unit time"] | Sequence[Float[Tensor, "unit _time"]],
     *,
     tau: int = 1,
     redundancy: str | RedundancyFunction = "MMI",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 
+@runtime_checkable
 class SignalFn(Protocol):
     """``fn(z, *, adapter, layer) -> [batch, pos, head]`` (see the module docstring)."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import plotly.graph_objects as go
 from jaxtyping import Float
@@ -33,6 +33,7 @@ __all__ = [
     "sweep_report",
 ]
 
+@runtime_checkable
 class SweepResult(Protocol):
     """What these figures read of a :class:`synergy_lens.sweep.SweepResult` (which the
     sweep, a layer above the views, builds): the fields and the two stability measures."""

@@ -25,6 +25,7 @@ import scipy.linalg
 import torch
 
 from synergy_lens.phiid import ATOMS, PhiIDResult, atom_index
+from synergy_lens.units import unit_labels
 
 _spec = importlib.util.spec_from_file_location(
     "_phiid_reference", Path(__file__).parents[1] / "phiid" / "reference.py"
@@ -133,7 +134,7 @@ class FakeActivity:
         return self.values.reshape(p, t, -1).permute(0, 2, 1)
 
     def unit_labels(self) -> list[str]:
-        return [f"L{layer}H{h}" for layer in range(self.n_layers) for h in range(self.n_heads)]
+        return unit_labels(self.n_layers, self.n_heads)
 
 
 def fake_result(

@@ -117,6 +117,7 @@ def test_short_series() -> None:
     assert atoms[:, 0, 1].isfinite().all()
 
 
+@pytest.mark.wrong_shapes
 def test_type_errors() -> None:
     with pytest.raises(TypeError, match="floating-point"):
         all_pairs(torch.arange(30).reshape(3, 10))

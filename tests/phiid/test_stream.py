@@ -262,6 +262,7 @@ def test_save_load_and_dataframes(tmp_path: Path) -> None:
     assert top["rank"].tolist() == [1, 2, 3, 4] and top["source"].iloc[0] == labels[int(top["i"].iloc[0])]
 
 
+@pytest.mark.wrong_shapes
 def test_bad_input_errors() -> None:
     x = _series(6, 50)
     with pytest.raises(ValueError, match="top_k"):

@@ -97,6 +97,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, tiny):
     assert not list(path.parent.glob("*.tmp"))  # atomic write leaves no temporary file
 
 
+@pytest.mark.wrong_shapes
 def test_invalid_construction_and_loading(tmp_path):
     with pytest.raises(ValueError, match="prompt, time, layer, head"):
         HeadActivity(values=torch.zeros(3, 4))
