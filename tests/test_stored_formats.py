@@ -90,6 +90,11 @@ def test_spot_values_written_out_by_hand() -> None:
     assert res.atoms[15, 2, 3].item() == (15 * 16 + 2 * 4 + 3) / 4 and math.isnan(res.atoms[15, 3, 3].item())
     assert res.labels == ["L0H0", "L0H1", "L1H0", "L1H1"] and res.per_prompt_rtr is None
     assert res.meta["note"] == "é ✓"
+    from synergy_lens.sweep import CheckpointSummary, SweepResult
+
+    for cls in (CheckpointSummary, SweepResult):  # stored in format 1, derived since format 2
+        back = cls.load(STORED_V1 / f"{cls.__name__}.pt")
+        assert (back.n_layers, back.n_heads, back.labels) == (2, 2, ["L0H0", "L0H1", "L1H0", "L1H1"])
 
 
 def test_recording_checkpoint_v1_resumes() -> None:
