@@ -1,9 +1,10 @@
 """Write one small example of every saved result class into a folder (``tests/data/stored_v1``).
 
 The files in ``tests/data/stored_v1`` were written by this script at commit 022660b (the
-torch-file formats, before the safetensors format); ``tests/test_stored_formats.py`` loads
-them with the current code and compares them with values it rebuilds on its own. Run it again
-only to add a folder of another format version: ``python tests/data/make_stored.py DIR``.
+torch-file formats, before the safetensors format), those in ``tests/data/stored_safetensors``
+by the commit that added that format; ``tests/test_stored_formats.py`` loads them with the
+current code and compares them with values it rebuilds on its own. Run it again only to add a
+folder of another format version: ``python tests/data/make_stored.py DIR``.
 Every value is a small closed-form tensor (``_ramp``) or a literal, so the test can rebuild it.
 """
 
