@@ -464,8 +464,9 @@ class SavedFields:
             for name, keys in header["tensor_dicts"].items():
                 kwargs[name] = {k: tensors.pop(f"{name}/{k}") for k in keys}
         else:
-            kwargs = {k: v for k, v in header.items() if k in names}
-        kwargs.update({k: v for k, v in tensors.items() if k in names})
+            kwargs = dict(header)
+        kwargs.update(tensors)
+        kwargs = {k: v for k, v in kwargs.items() if k in names}  # values since derived are left out
         types = {f.name: str(f.type) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for k, v in kwargs.items():  # JSON turned tuples into lists
             if isinstance(v, list) and _is_tuple_type(types.get(k, "")):

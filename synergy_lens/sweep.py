@@ -50,11 +50,39 @@ __all__ = [
 ]
 
 
+class _HeadGrid:
+    """``n_layers``, ``n_heads`` and ``labels`` derived from the shapes of ``profile``
+    (``[..., layer]``) and ``ranks`` (``[..., unit]``), not stored (format 1 stored them)."""
+
+    profile: Tensor
+    ranks: Tensor
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.profile.shape[-1])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.ranks.shape[-1]) // self.n_layers
+
+    @property
+    def labels(self) -> list[str]:
+        """``"L{layer}H{head}"`` per unit (unit = layer * n_heads + head)."""
+        h = self.n_heads
+        return [f"L{u // h}H{u % h}" for u in range(int(self.ranks.shape[-1]))]
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any], version: int) -> Any:
+        if version < 2:  # format 1 stored the three derived values too
+            fields = {k: v for k, v in fields.items() if k not in ("labels", "n_layers", "n_heads")}
+        return cls(**fields)
+
+
 @dataclass(repr=False)
-class CheckpointSummary(SavedFields, SummaryRepr):
+class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
     """One checkpoint's numbers (what a sweep saves as soon as the checkpoint is done)."""
 
-    FORMAT = "synergy_lens.CheckpointSummary/1"
+    FORMAT = "synergy_lens.CheckpointSummary/2"  # /2: labels, n_layers, n_heads derived
 
     name: str
     step: float
@@ -69,21 +97,18 @@ class CheckpointSummary(SavedFields, SummaryRepr):
     """Ordinal rank of each head under the sweep's score (1 = least synergistic)."""
     core: list[str]
     synred_spearman: float
-    labels: list[str]
-    n_layers: int
-    n_heads: int
     settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(repr=False)
-class SweepResult(SavedFields, SummaryRepr):
+class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
     """The sweep's numbers over checkpoints (in the order given).
 
     ``index``/``ci_low``/``ci_high``/``p`` are ``[checkpoint, score]``, ``profile`` is
     ``[checkpoint, score, layer]`` (min-max scaled), ``ranks`` ``[checkpoint, unit]``.
     """
 
-    FORMAT = "synergy_lens.SweepResult/1"
+    FORMAT = "synergy_lens.SweepResult/2"  # /2: labels, n_layers, n_heads derived
 
     checkpoints: list[str]
     steps: Float[Tensor, " checkpoint"]
@@ -97,9 +122,6 @@ class SweepResult(SavedFields, SummaryRepr):
     ranks: Float[Tensor, "checkpoint unit"]
     core: list[list[str]]
     synred_spearman: Float[Tensor, " checkpoint"]
-    labels: list[str]
-    n_layers: int
-    n_heads: int
     settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -118,9 +140,6 @@ class SweepResult(SavedFields, SummaryRepr):
             ranks=torch.stack([s.ranks for s in summaries]),
             core=[list(s.core) for s in summaries],
             synred_spearman=torch.tensor([s.synred_spearman for s in summaries], dtype=torch.float64),
-            labels=list(first.labels),
-            n_layers=first.n_layers,
-            n_heads=first.n_heads,
             settings=asdict(config),
         )
 
@@ -307,9 +326,6 @@ def analyse_checkpoint(
         ranks=ordinal_rank(scores.values.flatten().double()),
         core=list(core.labels_of()),
         synred_spearman=float(scores.spearman),
-        labels=list(result.labels),
-        n_layers=int(result.n_layers),
-        n_heads=int(result.n_heads),
     )
 
 

@@ -1,9 +1,10 @@
 """Files written by earlier versions keep loading: one stored example of every result class.
 
 ``tests/data/stored_v1`` holds files written by ``tests/data/make_stored.py`` with the torch-file
-formats (before the safetensors format). Each is loaded with the current code and compared, field
-by field, with the values the script builds (closed-form ramps and literals), plus spot values
-written out here by hand.
+formats (before the safetensors format), ``tests/data/stored_safetensors`` the same examples in the
+safetensors format (written at the commit that added it). Each is loaded with the current code and
+compared, field by field, with the values the script builds (closed-form ramps and literals), plus
+spot values written out here by hand. A new format version adds a folder; none is ever removed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 DATA = Path(__file__).parent / "data"
 STORED_V1 = DATA / "stored_v1"
+STORED = [STORED_V1, DATA / "stored_safetensors"]
 
 
 def _examples() -> dict[str, object]:
@@ -69,10 +71,11 @@ def assert_same(got: object, want: object, where: str) -> None:
         assert type(got) is type(want) and got == want, f"{where}: {got!r} != {want!r}"
 
 
+@pytest.mark.parametrize("folder", STORED, ids=lambda p: p.name)
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_files_of_format_v1_still_load(name: str) -> None:
+def test_stored_files_still_load(name: str, folder: Path) -> None:
     want = EXAMPLES[name]
-    got = type(want).load(_file(STORED_V1, name))  # type: ignore[attr-defined]
+    got = type(want).load(_file(folder, name))  # type: ignore[attr-defined]
     assert_same(got, want, name)
 
 
@@ -90,19 +93,25 @@ def test_spot_values_written_out_by_hand() -> None:
     assert res.atoms[15, 2, 3].item() == (15 * 16 + 2 * 4 + 3) / 4 and math.isnan(res.atoms[15, 3, 3].item())
     assert res.labels == ["L0H0", "L0H1", "L1H0", "L1H1"] and res.per_prompt_rtr is None
     assert res.meta["note"] == "é ✓"
+    from synergy_lens.sweep import CheckpointSummary, SweepResult
+
+    for cls in (CheckpointSummary, SweepResult):  # stored in format 1, derived since format 2
+        back = cls.load(STORED_V1 / f"{cls.__name__}.pt")
+        assert (back.n_layers, back.n_heads, back.labels) == (2, 2, ["L0H0", "L0H1", "L1H0", "L1H1"])
 
 
-def test_recording_checkpoint_v1_resumes() -> None:
+@pytest.mark.parametrize("folder", STORED, ids=lambda p: p.name)
+def test_stored_recording_checkpoints_resume(folder: Path) -> None:
     from synergy_lens.record.checkpoint import Checkpoint, RecordingState
 
     state = RecordingState.empty(3, 2, 2, 2)
     fp = {"prompts": "p", "model": "m", "settings": "s"}
-    assert Checkpoint(STORED_V1 / "recording.ckpt", fp).load_into(state)
+    assert Checkpoint(folder / "recording.ckpt", fp).load_into(state)
     assert state.done.tolist() == [True, False, True]
     assert state.generated_ids == [[5, 6], None, [7, 2]]
     assert state.values[2, 1, 1, 1].item() == 15 / 4 and bool(state.values[1].isnan().all())
     with pytest.raises(ValueError, match="differs in: model"):
-        Checkpoint(STORED_V1 / "recording.ckpt", {**fp, "model": "other"}).load_into(RecordingState.empty(3, 2, 2, 2))
+        Checkpoint(folder / "recording.ckpt", {**fp, "model": "other"}).load_into(RecordingState.empty(3, 2, 2, 2))
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

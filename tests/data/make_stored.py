@@ -1,9 +1,10 @@
 """Write one small example of every saved result class into a folder (``tests/data/stored_v1``).
 
 The files in ``tests/data/stored_v1`` were written by this script at commit 022660b (the
-torch-file formats, before the safetensors format); ``tests/test_stored_formats.py`` loads
-them with the current code and compares them with values it rebuilds on its own. Run it again
-only to add a folder of another format version: ``python tests/data/make_stored.py DIR``.
+torch-file formats, before the safetensors format), those in ``tests/data/stored_safetensors``
+by the commit that added that format; ``tests/test_stored_formats.py`` loads them with the
+current code and compares them with values it rebuilds on its own. Run it again only to add a
+folder of another format version: ``python tests/data/make_stored.py DIR``.
 Every value is a small closed-form tensor (``_ramp``) or a literal, so the test can rebuild it.
 """
 
@@ -31,6 +32,15 @@ def _nan_diag(t: torch.Tensor) -> torch.Tensor:
 
 
 LABELS = ["L0H0", "L0H1", "L1H0", "L1H1"]
+
+
+def _sizes(cls: type) -> dict[str, object]:
+    """``labels``/``n_layers``/``n_heads`` for a class that stores them (format 1 of the sweep
+    results did; since format 2 they are derived from the tensors' shapes)."""
+    import dataclasses
+
+    stored = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return {"labels": list(LABELS), "n_layers": 2, "n_heads": 2} if "labels" in stored else {}
 META = {"model": "tiny", "note": "é ✓", "nested": {"a": [1, 2.5, None]}}
 
 
@@ -176,13 +186,12 @@ def examples() -> dict[str, object]:
         "CheckpointSummary": CheckpointSummary(
             name="step100", step=100.0, scores=["synergy_fraction"], index=_ramp(1), ci_low=_ramp(1, start=-1),
             ci_high=_ramp(1, start=1), p=_ramp(1, start=0.2), profile=_ramp(1, 2), ranks=_ramp(4, start=4),
-            core=["L0H1"], synred_spearman=0.5, labels=list(LABELS), n_layers=2, n_heads=2, settings={"seed": 0}),
+            core=["L0H1"], synred_spearman=0.5, settings={"seed": 0}, **_sizes(CheckpointSummary)),
         "SweepResult": SweepResult(
             checkpoints=["step100", "step200"], steps=torch.tensor([100.0, 200.0], dtype=torch.float64),
             scores=["synergy_fraction"], score="synergy_fraction", index=_ramp(2, 1), ci_low=_ramp(2, 1, start=-1),
             ci_high=_ramp(2, 1, start=1), p=_ramp(2, 1, start=0.2), profile=_ramp(2, 1, 2), ranks=_ramp(2, 4),
-            core=[["L0H1"], []], synred_spearman=_ramp(2), labels=list(LABELS), n_layers=2, n_heads=2,
-            settings={"seed": 0}),
+            core=[["L0H1"], []], synred_spearman=_ramp(2), settings={"seed": 0}, **_sizes(SweepResult)),
     }
 
 
