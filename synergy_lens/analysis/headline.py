@@ -313,27 +313,31 @@ def headline(
     core_score = core_score or scores[0]
     core = find_core(synergy_scores(result, score=core_score, unstable=unstable, exclude=exclude), q=q)
     core_labels, core_q = _core_q(core, test, labels)
-    prof_t = torch.stack([torch.as_tensor(p, dtype=torch.float64) for p in rows["prof"]])
-    agreement = {a: {b: _pearson(prof_t[i], prof_t[j]) for j, b in enumerate(scores)}
-                 for i, a in enumerate(scores)}
-
-    def vec(key: str) -> Tensor:
-        return torch.tensor(rows[key], dtype=torch.float64)
-
     hl = Headline(
-        scores=scores, index=vec("index"), ci_low=vec("lo"), ci_high=vec("hi"),
-        aligned_index=vec("aligned"), null_index=torch.stack(rows["null"], dim=1), p=vec("p"),
-        profile=prof_t,
-        low=torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows["low"]]),
-        high=torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows["high"]]),
-        null_profile_mean=torch.stack(rows["null_prof"]),
-        core=core_labels, core_q=core_q, core_score=core_score, fdr=fdr, alpha=alpha,
-        n_surrogates=test.n_surrogates, method=test.method, seed=seed, tau=test.tau,
-        redundancy=test.redundancy, agreement=agreement,
+        **_row_tensors(rows, scores), scores=scores, core=core_labels, core_q=core_q, core_score=core_score,
+        fdr=fdr, alpha=alpha, n_surrogates=test.n_surrogates, method=test.method, seed=seed, tau=test.tau,
+        redundancy=test.redundancy,
         unstable=[] if mask is None else [lab for lab, b in zip(labels, mask.tolist()) if b],
         meta={"excluded": bool(drop is not None and drop.any()), "n_boot": n_boot, "head_pvalue": test.pvalue},
     )
     return hl, test
+
+
+def _row_tensors(rows: dict[str, list[Any]], scores: list[str]) -> dict[str, Any]:
+    """The per-score rows as the Headline's tensors, and the profiles' agreement."""
+    def vec(key: str) -> Tensor:
+        return torch.tensor(rows[key], dtype=torch.float64)
+
+    def stack(key: str) -> Tensor:
+        return torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in rows[key]])
+
+    prof = stack("prof")
+    return {
+        "index": vec("index"), "ci_low": vec("lo"), "ci_high": vec("hi"), "aligned_index": vec("aligned"),
+        "null_index": torch.stack(rows["null"], dim=1), "p": vec("p"), "profile": prof, "low": stack("low"),
+        "high": stack("high"), "null_profile_mean": torch.stack(rows["null_prof"]),
+        "agreement": {a: {b: _pearson(prof[i], prof[j]) for j, b in enumerate(scores)} for i, a in enumerate(scores)},
+    }
 
 
 def _surrogate_null(

@@ -209,7 +209,7 @@ def run_level(
     """One level of ``difficulty_study`` (resumable when ``level_dir`` is given)."""
     from synergy_lens.analysis.scores import synergy_scores
     from synergy_lens.dynamics.flow import ResidualFlow
-    from synergy_lens.phiid import PhiIDResult, decompose
+    from synergy_lens.phiid import PhiIDResult
     from synergy_lens.record import HeadActivity, Prompt, record_head_activity
 
     tasks = task_suite(settings["families"], [level], settings["prompts_per_level"], seed=settings["seed"])
@@ -249,14 +249,7 @@ def run_level(
     lengths = activity.lengths
     keep = [i for i in range(activity.n_prompts) if int(lengths[i]) >= settings["min_steps"]]
 
-    def make_result() -> Any:
-        if len(keep) < 2:
-            return None
-        sub = HeadActivity(values=activity.values[keep], lengths=lengths[keep],
-                           prompts=[activity.prompts[i] for i in keep], model_name=activity.model_name)
-        return decompose(sub, tau=settings["tau"], progress=progress)  # type: ignore[arg-type]
-
-    result = cached("phiid", make_result, PhiIDResult.load)
+    result = cached("phiid", lambda: _phiid_of(activity, keep, settings["tau"], progress), PhiIDResult.load)
     n_layers, n_heads = adapter.n_layers, adapter.n_heads
     info: dict[str, Any] = {
         "n_prompts": activity.n_prompts, "n_phiid": len(keep), "n_short": activity.n_prompts - len(keep),
@@ -266,11 +259,10 @@ def run_level(
         warnings.warn(f"level {level}: only {len(keep)} answers have >= {settings['min_steps']} tokens, so no "
                       "PhiID and no order parameters here; raise prompts_per_level or lower min_steps",
                       RuntimeWarning, stacklevel=3)
-        order = dict.fromkeys(ORDER_PARAMETERS, math.nan)
         ci: dict[str, tuple[float, float]] = {}
         boot: dict[str, Tensor] = {}
+        order, emb = dict.fromkeys(ORDER_PARAMETERS, math.nan), None
         scores_grid = torch.full((n_layers, n_heads), math.nan, dtype=torch.float64)
-        emb = None
     else:
         scores = cached("scores", lambda: synergy_scores(result, score=settings["score"]), _load_scores)
         info["spearman"] = scores.spearman
@@ -283,6 +275,18 @@ def run_level(
                            scores=scores_grid, embedding=emb, fingerprint=fp)
     finished("summary", summary)
     return summary, flow
+
+
+def _phiid_of(activity: Any, keep: list[int], tau: int, progress: bool) -> Any:
+    """PhiID of the prompts ``keep`` of a level's recording (None below two prompts)."""
+    from synergy_lens.phiid import decompose
+    from synergy_lens.record import HeadActivity
+
+    if len(keep) < 2:
+        return None
+    sub = HeadActivity(values=activity.values[keep], lengths=activity.lengths[keep],
+                       prompts=[activity.prompts[i] for i in keep], model_name=activity.model_name)
+    return decompose(sub, tau=tau, progress=progress)  # type: ignore[arg-type]
 
 
 def _load_scores(path: Path) -> Any:

@@ -61,7 +61,9 @@ def test_order_parameters_without_per_prompt_atoms_have_no_ci():
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+def study_dir(tmp_path_factory, tiny):
+    # one folder per backend: a level's checkpoint names the model (name and weights), so
+    # the other backend's tiny model is refused in a shared folder
     return tmp_path_factory.mktemp("difficulty")
 
 
