@@ -134,9 +134,10 @@ def record_sharded(
     of ``prompts``, and ``None`` on the other ranks. Without a process group this is
     exactly ``record_head_activity(model, prompts, checkpoint=checkpoint, ...)``.
 
-    Greedy decoding gives the same recording as one process (the recorder's result does
-    not depend on how prompts are batched). With ``do_sample=True`` each rank draws from
-    its own seeded generators, so the samples differ from a single-process run.
+    Greedy decoding gives the same tokens as one process; the recorded values are the same
+    bit for bit when the batches are (``batch_size=1``, same threads) and otherwise agree to
+    float32 rounding of the batched matrix products. With ``do_sample=True`` each rank draws
+    from its own seeded generators, so the samples differ from a single-process run.
     """
     from synergy_lens.record import record_head_activity
     from synergy_lens.record.prompts import as_prompts
