@@ -68,7 +68,7 @@ from tqdm.auto import tqdm
 from synergy_lens._collective import all_gather, check_collective, world
 from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
-from synergy_lens.analysis.scores import get_score, symmetrize
+from synergy_lens.analysis.scores import ScoreFn, get_score, symmetrize
 from synergy_lens.phiid import all_pairs, atom_index
 from synergy_lens.units import unit_labels
 
@@ -354,7 +354,7 @@ def surrogate_test(
     *,
     n_surrogates: int = 100,
     method: SurrogateMethod = "circular_shift",
-    scores: Sequence[str] = ("mean_sts", "mean_rtr"),
+    scores: Sequence[str | ScoreFn] = ("mean_sts", "mean_rtr"),
     fdr: float = 0.05,
     pvalue: PValueMethod = "empirical",
     tau: int = 1,
