@@ -195,16 +195,8 @@ def _accuracy(tasks: list[Any], completions: list[str], n_boot: int, seed: int) 
 
 
 def run_level(
-    adapter: Any,
-    level: int,
-    settings: dict[str, Any],
-    *,
-    level_dir: Path | None,
-    batch_size: int,
-    checkpoint: bool,
-    progress: bool,
-    flow_fn: Callable[[Any], Any],
-    embed_fn: Embed,
+    adapter: Any, level: int, settings: dict[str, Any], *, level_dir: Path | None, batch_size: int,
+    checkpoint: bool, progress: bool, flow_fn: Callable[[Any], Any], embed_fn: Embed,
 ) -> tuple[LevelSummary, Any]:
     """One level of ``difficulty_study`` (resumable when ``level_dir`` is given)."""
     from synergy_lens.analysis.scores import synergy_scores
