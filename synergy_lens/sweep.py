@@ -27,17 +27,13 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from jaxtyping import Float
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from synergy_lens._io import SavedFields
-from synergy_lens._repr import SummaryRepr
+from synergy_lens.analysis.training import CheckpointSummary, SweepResult
 from synergy_lens.configs import SweepConfig
 
 __all__ = [
@@ -48,144 +44,6 @@ __all__ = [
     "hub_checkpoints",
     "local_checkpoints",
 ]
-
-
-class _HeadGrid:
-    """``n_layers``, ``n_heads`` and ``labels`` derived from the shapes of ``profile``
-    (``[..., layer]``) and ``ranks`` (``[..., unit]``), not stored (format 1 stored them)."""
-
-    profile: Tensor
-    ranks: Tensor
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.profile.shape[-1])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.ranks.shape[-1]) // self.n_layers
-
-    @property
-    def labels(self) -> list[str]:
-        """``"L{layer}H{head}"`` per unit (unit = layer * n_heads + head)."""
-        h = self.n_heads
-        return [f"L{u // h}H{u % h}" for u in range(int(self.ranks.shape[-1]))]
-
-    @classmethod
-    def _from_fields(cls, fields: dict[str, Any], version: int) -> Any:
-        if version < 2:  # format 1 stored the three derived values too
-            fields = {k: v for k, v in fields.items() if k not in ("labels", "n_layers", "n_heads")}
-        return cls(**fields)
-
-
-@dataclass(repr=False)
-class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
-    """One checkpoint's numbers (what a sweep saves as soon as the checkpoint is done)."""
-
-    FORMAT = "synergy_lens.CheckpointSummary/2"  # /2: labels, n_layers, n_heads derived
-
-    name: str
-    step: float
-    """Training step when known (NaN otherwise)."""
-    scores: list[str]
-    index: Float[Tensor, " score"]
-    ci_low: Float[Tensor, " score"]
-    ci_high: Float[Tensor, " score"]
-    p: Float[Tensor, " score"]
-    profile: Float[Tensor, "score layer"]
-    ranks: Float[Tensor, " unit"]
-    """Ordinal rank of each head under the sweep's score (1 = least synergistic)."""
-    core: list[str]
-    synred_spearman: float
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(repr=False)
-class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
-    """The sweep's numbers over checkpoints (in the order given).
-
-    ``index``/``ci_low``/``ci_high``/``p`` are ``[checkpoint, score]``, ``profile`` is
-    ``[checkpoint, score, layer]`` (min-max scaled), ``ranks`` ``[checkpoint, unit]``.
-    """
-
-    FORMAT = "synergy_lens.SweepResult/2"  # /2: labels, n_layers, n_heads derived
-
-    checkpoints: list[str]
-    steps: Float[Tensor, " checkpoint"]
-    scores: list[str]
-    score: str
-    index: Float[Tensor, "checkpoint score"]
-    ci_low: Float[Tensor, "checkpoint score"]
-    ci_high: Float[Tensor, "checkpoint score"]
-    p: Float[Tensor, "checkpoint score"]
-    profile: Float[Tensor, "checkpoint score layer"]
-    ranks: Float[Tensor, "checkpoint unit"]
-    core: list[list[str]]
-    synred_spearman: Float[Tensor, " checkpoint"]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_summaries(cls, summaries: Sequence[CheckpointSummary], config: SweepConfig) -> SweepResult:
-        first = summaries[0]
-        return cls(
-            checkpoints=[s.name for s in summaries],
-            steps=torch.tensor([s.step for s in summaries], dtype=torch.float64),
-            scores=list(first.scores),
-            score=config.score,
-            index=torch.stack([s.index for s in summaries]),
-            ci_low=torch.stack([s.ci_low for s in summaries]),
-            ci_high=torch.stack([s.ci_high for s in summaries]),
-            p=torch.stack([s.p for s in summaries]),
-            profile=torch.stack([s.profile for s in summaries]),
-            ranks=torch.stack([s.ranks for s in summaries]),
-            core=[list(s.core) for s in summaries],
-            synred_spearman=torch.tensor([s.synred_spearman for s in summaries], dtype=torch.float64),
-            settings=asdict(config),
-        )
-
-    @property
-    def core_jaccard(self) -> Float[Tensor, " checkpoint"]:
-        """Jaccard similarity of each checkpoint's core with the last checkpoint's core."""
-        final = set(self.core[-1])
-        out = []
-        for core in self.core:
-            union = final | set(core)
-            out.append(len(final & set(core)) / len(union) if union else math.nan)
-        return torch.tensor(out, dtype=torch.float64)
-
-    def rank_correlation_with_final(self) -> Float[Tensor, " checkpoint"]:
-        """Spearman correlation of each checkpoint's head ranks with the last checkpoint's."""
-        from scipy.stats import spearmanr
-
-        last = self.ranks[-1].numpy()
-        return torch.tensor(
-            [float(spearmanr(r.numpy(), last)[0]) for r in self.ranks], dtype=torch.float64
-        )
-
-    def to_dataframe(self) -> Any:
-        """One row per (checkpoint, score): index with CI, null p, and the per-checkpoint
-        syn/red correlation and core stability."""
-        import pandas as pd
-
-        alpha = 0.05
-        jac = self.core_jaccard.tolist()
-        rows = []
-        for c, name in enumerate(self.checkpoints):
-            for s, score in enumerate(self.scores):
-                p = float(self.p[c, s])
-                rows.append({
-                    "checkpoint": name,
-                    "step": float(self.steps[c]),
-                    "score": score,
-                    "index": float(self.index[c, s]),
-                    "ci_low": float(self.ci_low[c, s]),
-                    "ci_high": float(self.ci_high[c, s]),
-                    "p_null": p,
-                    "above_null": bool(p <= alpha),
-                    "synred_spearman": float(self.synred_spearman[c]),
-                    "core_jaccard_final": jac[c],
-                })
-        return pd.DataFrame(rows)
 
 
 # -- checkpoint sources ----------------------------------------------------------------

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import plotly.graph_objects as go
-from jaxtyping import Float
-from torch import Tensor
 
+from synergy_lens.analysis.training import SweepResult
 from synergy_lens.view import style as S
 from synergy_lens.view.page import Report
 
@@ -32,42 +31,6 @@ __all__ = [
     "plot_sweep_stability",
     "sweep_report",
 ]
-
-@runtime_checkable
-class SweepResult(Protocol):
-    """What these figures read of a :class:`synergy_lens.sweep.SweepResult` (which the
-    sweep, a layer above the views, builds): the fields and the two stability measures."""
-
-    checkpoints: list[str]
-    steps: Float[Tensor, " checkpoint"]
-    scores: list[str]
-    score: str
-    index: Float[Tensor, "checkpoint score"]
-    ci_low: Float[Tensor, "checkpoint score"]
-    ci_high: Float[Tensor, "checkpoint score"]
-    p: Float[Tensor, "checkpoint score"]
-    profile: Float[Tensor, "checkpoint score layer"]
-    ranks: Float[Tensor, "checkpoint unit"]
-    core: list[list[str]]
-    synred_spearman: Float[Tensor, " checkpoint"]
-    settings: dict[str, Any]
-
-    @property
-    def labels(self) -> list[str]: ...
-
-    @property
-    def n_layers(self) -> int: ...
-
-    @property
-    def n_heads(self) -> int: ...
-
-    @property
-    def core_jaccard(self) -> Float[Tensor, " checkpoint"]: ...
-
-    def rank_correlation_with_final(self) -> Float[Tensor, " checkpoint"]: ...
-
-    def to_dataframe(self) -> Any: ...
-
 
 _SCORE_COLORS = {"rank_gradient": S.SYNERGY, "syn_minus_red": "#CC79A7", "synergy_fraction": "#009E73"}
 
