@@ -15,10 +15,12 @@ import torch
 
 __all__ = [
     "all_gather",
+    "barrier",
     "broadcast_from_main",
     "check_collective",
     "gather_to_main",
     "is_main",
+    "leave",
     "my_share",
     "shard",
     "sum_over_ranks",
@@ -107,3 +109,21 @@ def broadcast_from_main(obj: T) -> T:
     box: list[Any] = [obj if rank == 0 else None]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing without a process group)."""
+    if world()[1] > 1:
+        torch.distributed.barrier()
+
+
+def leave(*, wait: bool = True) -> None:
+    """End this process's part in the process group: with ``wait``, first wait for every rank
+    (so that no rank exits while another is still inside a collective), then tear the group
+    down. For the command line, after its last collective step; a no-op without a group."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()

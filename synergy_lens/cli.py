@@ -457,6 +457,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         store = StageStore(out, settings=settings, resume=args.resume)
         run = _run_analyse(args, model, prompts, config, settings=settings, stages=stages,
                            store=store, progress=not args.no_progress)
+        from synergy_lens._collective import leave
+
+        leave(wait=False)  # analyse ended its collective steps with a barrier on every rank
         stages.note(f"results saved in {out}" + (f" (reused: {', '.join(store.skipped)})" if store.skipped else ""))
         report = None
         if not args.no_report:
@@ -479,9 +482,12 @@ def _run_analyse(args: argparse.Namespace, model: Any, prompts: list[Any], confi
 def _analyse_worker(args: argparse.Namespace, prompts: list[Any], config: Any) -> int:
     """A rank other than 0 under torchrun: its share of the recording, PhiID, null tests and
     ablation (rank 0 writes everything, so this rank touches no folder)."""
+    from synergy_lens._collective import leave
+
     _setup_runtime(args)
     model = load_cli_model(args.model, args.backend, args.device)
     _run_analyse(args, model, prompts, config, progress=False)
+    leave(wait=False)  # analyse ended its collective steps with a barrier on every rank
     return 0
 
 
@@ -545,6 +551,9 @@ def _ablate_worker(args: argparse.Namespace, folder: Path) -> int:
     model = load_cli_model(None if model_name == DEFAULT_MODEL else model_name, args.backend, args.device)
     ablation_step(model, run["activity"], run["scores"], _ablation_config(args), seed=args.seed, progress=False,
                   distributed=True)
+    from synergy_lens._collective import leave
+
+    leave()
     return 0
 
 
@@ -587,6 +596,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         stages("ablation curve (core first vs random orders)")
         curve = ablation_step(model, run["activity"], run["scores"], config, seed=args.seed,
                               progress=not args.no_progress, distributed=True)
+        from synergy_lens._collective import leave
+
+        leave()
         stages(f"adding ablation.pt to {folder}")
         store.save("ablation", curve, key=digest({"ablation": dataclasses.asdict(config), "seed": args.seed,
                                                   "scores": run["scores"].score}), needs=("activity", "scores"))

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from synergy_lens._collective import barrier
 from synergy_lens.configs import AblationConfig, RunConfig
 from synergy_lens.distributed import (
     broadcast_from_main,
@@ -100,6 +101,8 @@ def analyse(
         activity, result = broadcast_from_main((activity, result))
     scores = _tests_and_ablation(model, run, activity, result, config, store=store, stages=stages,
                                  progress=progress and rank == 0)
+    if size > 1:  # the collective part ends together on every rank; rank 0 then goes on alone
+        barrier()
     if rank != 0:
         return run  # the other ranks' part is done
     _rank0_rest(model, run, activity, result, scores, list(prompts), config, store=store, stages=stages,
