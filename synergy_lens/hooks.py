@@ -11,6 +11,7 @@ hook                          shape
 ``blocks.{L}.attn.hook_pattern``  ``[batch, head, q_pos, k_pos]``
 ``blocks.{L}.hook_attn_out``  ``[batch, pos, d_model]``
 ``blocks.{L}.hook_mlp_out``   ``[batch, pos, d_model]``
+``blocks.{L}.mlp.hook_post``  ``[batch, pos, d_mlp]``
 ``blocks.{L}.hook_resid_pre`` ``[batch, pos, d_model]``
 ``blocks.{L}.hook_resid_mid`` ``[batch, pos, d_model]``
 ``blocks.{L}.hook_resid_post`` ``[batch, pos, d_model]``
@@ -35,6 +36,8 @@ __all__ = [
     "hook_pattern",
     "hook_attn_out",
     "hook_mlp_out",
+    "hook_mlp_post",
+    "HookName",
     "hook_resid_pre",
     "hook_resid_mid",
     "hook_resid_post",
@@ -66,36 +69,38 @@ class StopForward(Exception):
     """
 
 
-def hook_z(layer: int) -> str:
-    """Per-head attention output before W_O, ``[batch, pos, head, d_head]``."""
-    return f"blocks.{layer}.attn.hook_z"
+class HookName:
+    """A per-layer hook point: ``name(layer) -> "blocks.{layer}...."``, with its shape.
+
+    >>> hook_z(3)
+    'blocks.3.attn.hook_z'
+    """
+
+    def __init__(self, template: str, shape: str) -> None:
+        self.template, self.shape = template, shape
+        self.__doc__ = f"``{template}``, ``{shape}``."
+
+    def __call__(self, layer: int) -> str:
+        return self.template.format(layer=int(layer))
+
+    def __repr__(self) -> str:
+        return f"HookName({self.template!r})"
 
 
-def hook_pattern(layer: int) -> str:
-    """Attention probabilities, ``[batch, head, q_pos, k_pos]``."""
-    return f"blocks.{layer}.attn.hook_pattern"
-
-
-def hook_attn_out(layer: int) -> str:
-    """What the attention sub-layer writes to the residual stream, ``[batch, pos, d_model]``."""
-    return f"blocks.{layer}.hook_attn_out"
-
-
-def hook_mlp_out(layer: int) -> str:
-    """What the MLP sub-layer writes to the residual stream, ``[batch, pos, d_model]``."""
-    return f"blocks.{layer}.hook_mlp_out"
-
-
-def hook_resid_pre(layer: int) -> str:
-    """Residual stream entering block ``layer``, ``[batch, pos, d_model]``."""
-    return f"blocks.{layer}.hook_resid_pre"
-
-
-def hook_resid_mid(layer: int) -> str:
-    """Residual stream after attention, before the MLP, ``[batch, pos, d_model]``."""
-    return f"blocks.{layer}.hook_resid_mid"
-
-
-def hook_resid_post(layer: int) -> str:
-    """Residual stream leaving block ``layer``, ``[batch, pos, d_model]``."""
-    return f"blocks.{layer}.hook_resid_post"
+hook_z = HookName("blocks.{layer}.attn.hook_z", "[batch, pos, head, d_head]")
+"""Per-head attention output before W_O."""
+hook_pattern = HookName("blocks.{layer}.attn.hook_pattern", "[batch, head, q_pos, k_pos]")
+"""Attention probabilities."""
+hook_attn_out = HookName("blocks.{layer}.hook_attn_out", "[batch, pos, d_model]")
+"""What the attention sub-layer writes to the residual stream."""
+hook_mlp_out = HookName("blocks.{layer}.hook_mlp_out", "[batch, pos, d_model]")
+"""What the MLP sub-layer writes to the residual stream."""
+hook_mlp_post = HookName("blocks.{layer}.mlp.hook_post", "[batch, pos, d_mlp]")
+"""The MLP's hidden activation (after the nonlinearity, times the gate in gated MLPs): one
+value per neuron, the input of the output projection."""
+hook_resid_pre = HookName("blocks.{layer}.hook_resid_pre", "[batch, pos, d_model]")
+"""Residual stream entering block ``layer``."""
+hook_resid_mid = HookName("blocks.{layer}.hook_resid_mid", "[batch, pos, d_model]")
+"""Residual stream after attention, before the MLP."""
+hook_resid_post = HookName("blocks.{layer}.hook_resid_post", "[batch, pos, d_model]")
+"""Residual stream leaving block ``layer``."""

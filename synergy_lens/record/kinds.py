@@ -1,0 +1,283 @@
+"""Kinds of unit: where each kind is read in the model and how it becomes one number.
+
+What and why
+------------
+PhiID needs one scalar series per unit. Attention heads are the papers' units (the L2 norm of
+``hook_z``, :mod:`synergy_lens.record.signals`), but circuit work also looks at whole
+sub-layers, MLP neurons, mixture-of-experts experts and sparse-autoencoder latents. A
+:class:`UnitSpec` says, for one model, which layers are recorded (the rows of the unit grid),
+how many units each row has, which hook point each row reads and how the hook's activation
+at the recorded positions becomes ``[batch, pos, unit]``:
+
+================ ============================= ============================================
+kind             hook (per layer)              value of a unit at a position
+================ ============================= ============================================
+``heads``        ``blocks.L.attn.hook_z``      the signal (default: L2 norm of ``z[head]``)
+``attn``         ``blocks.L.hook_attn_out``    L2 norm of the sub-layer's residual write
+``mlp``          ``blocks.L.hook_mlp_out``     L2 norm of the sub-layer's residual write
+``mlp_neurons``  ``blocks.L.mlp.hook_post``    the neuron's activation
+``experts``      ``blocks.L.mlp.hook_in``      norm of the expert's weighted output
+                                               (0 when the token is not routed to it)
+``custom``       any hook point                a user reducer ``fn(act, layer) -> [b, p, n]``
+``sae``          any hook point                a user encoder ``fn(act) -> [b, p, latents]``
+================ ============================= ============================================
+
+Build a spec with :func:`resolve_units` (``units="mlp_neurons", layers=[0, 6]``) or, for your
+own units, :func:`hook_units` and :func:`sae_units`. Every reducer acts on each position
+separately (the recorder hands it the generated positions only).
+
+>>> spread_layers(30, 6)
+[0, 6, 12, 17, 23, 29]
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from synergy_lens import hooks as H
+from synergy_lens.record.signals import get_signal
+from synergy_lens.units import KIND_TAGS, unit_labels
+
+__all__ = [
+    "UNIT_KINDS",
+    "UnitSpec",
+    "hook_units",
+    "resolve_units",
+    "sae_units",
+    "spread_layers",
+]
+
+Reducer = Callable[[Tensor, int], Tensor]
+"""``reduce(activation [batch, pos, ...], layer) -> [batch, pos, unit]``."""
+
+UNIT_KINDS = ("heads", "attn", "mlp", "mlp_neurons", "experts")
+"""The built-in kinds ``resolve_units`` accepts by name."""
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """The units of one recording on one model (see the module docstring).
+
+    Attributes:
+        kind: a key of :data:`synergy_lens.units.KIND_TAGS` (the label form).
+        layers: the model layer of each row of the unit grid, increasing.
+        size: units per row.
+        hook: ``layer -> hook name`` of the activation each row reads.
+        reduce: ``(activation at the recorded positions, layer) -> [batch, pos, size]``.
+        describe: JSON-able description, stored in the recording's settings.
+        n_model_layers: layers of the whole model (for depth in the model).
+    """
+
+    kind: str
+    layers: tuple[int, ...]
+    size: int
+    hook: Callable[[int], str]
+    reduce: Reducer
+    describe: dict[str, Any] = field(default_factory=dict)
+    n_model_layers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_TAGS:
+            raise ValueError(f"unknown unit kind {self.kind!r}: the kinds are {sorted(KIND_TAGS)}")
+        if not self.layers or list(self.layers) != sorted(set(self.layers)):
+            raise ValueError(f"layers must be distinct and increasing, got {list(self.layers)}")
+        if self.size < 1:
+            raise ValueError(f"a unit kind needs at least one unit per layer, got {self.size}")
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_units(self) -> int:
+        return self.n_rows * self.size
+
+    @property
+    def all_layers(self) -> bool:
+        """Whether every layer of the model is recorded (rows are layers 0..n-1)."""
+        return list(self.layers) == list(range(self.n_model_layers))
+
+    def labels(self) -> list[str]:
+        return unit_labels(self.n_rows, self.size, kind=self.kind, layers=self.layers)
+
+    def hooks(self, fn: Callable[..., Any]) -> list[H.FwdHook]:
+        """``(hook name, fn bound to row and layer)`` for every row."""
+        return [(self.hook(layer), functools.partial(fn, row=r, layer=layer)) for r, layer in enumerate(self.layers)]
+
+
+def spread_layers(n_layers: int, k: int) -> list[int]:
+    """``k`` layers spread evenly over ``n_layers`` (the first and the last included)."""
+    if not 1 <= k <= n_layers:
+        raise ValueError(f"cannot pick {k} layers of {n_layers}")
+    if k == 1:
+        return [0]
+    return sorted({round(i * (n_layers - 1) / (k - 1)) for i in range(k)})
+
+
+def _check_layers(layers: Sequence[int] | None, n_layers: int) -> tuple[int, ...]:
+    if layers is None:
+        return tuple(range(n_layers))
+    if isinstance(layers, int):
+        layers = [layers]
+    out = sorted({int(v) for v in layers})
+    bad = [v for v in out if not 0 <= v < n_layers]
+    if bad or not out:
+        raise ValueError(
+            f"layers {list(layers)} are not all in 0..{n_layers - 1} (this model has {n_layers} "
+            "layers); pass a non-empty list of layer indices, or None for every layer"
+        )
+    return tuple(out)
+
+
+def _norm(act: Tensor, layer: int) -> Tensor:
+    return torch.linalg.vector_norm(act.float(), dim=-1, keepdim=True)
+
+
+def _identity(act: Tensor, layer: int) -> Tensor:
+    return act
+
+
+def _heads_reducer(signal_fn: Callable[..., Tensor], adapter: Any) -> Reducer:
+    def reduce(z: Tensor, layer: int) -> Tensor:
+        return signal_fn(z, adapter=adapter, layer=layer)
+
+    return reduce
+
+
+def _is_moe(adapter: Any) -> bool:
+    return int(getattr(adapter.cfg, "num_experts", None) or 0) > 0
+
+
+def resolve_units(
+    adapter: Any, units: str | UnitSpec = "heads", *, layers: Sequence[int] | int | None = None,
+    signal: str = "l2",
+) -> UnitSpec:
+    """The :class:`UnitSpec` of ``units`` on this model.
+
+    Args:
+        adapter: a :class:`~synergy_lens.models.ModelAdapter`.
+        units: a kind name (:data:`UNIT_KINDS`) or a spec from :func:`hook_units` /
+            :func:`sae_units` (returned unchanged).
+        layers: record these model layers only (default: all); e.g. :func:`spread_layers`.
+        signal: for ``"heads"``, the registered signal (``"l2"``, ``"l2_out"``, ...).
+
+    Raises:
+        ValueError: an unknown kind, layers out of range, ``"mlp_neurons"`` on a
+            mixture-of-experts model, ``"experts"`` on a dense one.
+    """
+    if isinstance(units, UnitSpec):
+        if layers is not None:
+            raise ValueError("give the layers to hook_units/sae_units, not to the recording, for your own units")
+        return units
+    if units not in UNIT_KINDS:
+        raise ValueError(
+            f"unknown units {units!r}: use one of {list(UNIT_KINDS)}, or your own with "
+            "synergy_lens.hook_units(hook, reducer) / synergy_lens.sae_units(hook, encoder)"
+        )
+    rows = _check_layers(layers, adapter.n_layers)
+    n = adapter.n_layers
+    if units == "heads":
+        reduce = _heads_reducer(get_signal(signal), adapter)
+        return UnitSpec("heads", rows, adapter.n_heads, H.hook_z, reduce, {"kind": "heads"}, n)
+    if units in ("attn", "mlp"):
+        hook = H.hook_attn_out if units == "attn" else H.hook_mlp_out
+        return UnitSpec(units, rows, 1, hook, _norm, {"kind": units, "value": "l2 norm"}, n)
+    if units == "mlp_neurons":
+        if _is_moe(adapter):
+            raise ValueError(
+                "this is a mixture-of-experts model: its MLP layers have no single set of "
+                "neurons. Record units='experts' instead"
+            )
+        return UnitSpec("mlp_neurons", rows, int(adapter.cfg.d_mlp), H.hook_mlp_post, _identity,
+                        {"kind": "mlp_neurons"}, n)
+    from synergy_lens.record.experts import expert_spec
+
+    return expert_spec(adapter, rows)
+
+
+def _hook_template(hook: str | Callable[[int], str], layers: Sequence[int] | int | None) -> tuple[Callable[[int], str], tuple[int, ...]]:
+    if callable(hook):
+        if layers is None:
+            raise ValueError("a hook given as a function of the layer needs layers=[...]")
+        return hook, _as_rows(layers)
+    if "{layer}" in hook:
+        if layers is None:
+            raise ValueError(f"hook {hook!r} has a {{layer}} field: give layers=[...] to fill it")
+        return (lambda layer: hook.format(layer=layer)), _as_rows(layers)
+    m = re.match(r"^blocks\.(\d+)\.", hook)
+    if m is None:
+        raise ValueError(
+            f"cannot tell the layer of hook {hook!r}: write it as 'blocks.{{layer}}....' with "
+            "layers=[...], or give layers=<its layer>"
+        )
+    layer = int(m.group(1))
+    if layers is not None and _as_rows(layers) != (layer,):
+        raise ValueError(f"hook {hook!r} is in layer {layer}, but layers={layers!r}")
+    return (lambda _layer: hook), (layer,)
+
+
+def _as_rows(layers: Sequence[int] | int) -> tuple[int, ...]:
+    return tuple(sorted({int(v) for v in ([layers] if isinstance(layers, int) else layers)}))
+
+
+def hook_units(
+    hook: str | Callable[[int], str], reducer: Reducer, *, size: int,
+    layers: Sequence[int] | int | None = None, kind: str = "custom", name: str = "",
+) -> UnitSpec:
+    """Your own units: ``size`` numbers per layer computed from any hook point.
+
+    Args:
+        hook: a hook name (``"blocks.3.hook_resid_post"``), a template with ``{layer}``
+            (``"blocks.{layer}.hook_resid_post"``, with ``layers``) or ``layer -> name``.
+        reducer: ``fn(activation [batch, pos, ...], layer) -> [batch, pos, size]``, acting on
+            each position separately.
+        size: units per layer.
+        layers: the model layers (required for a template or a function).
+        kind: the label form (``"custom"``: ``L3U0``, ``L3U1``, ...).
+        name: a name stored in the recording's settings (and its checkpoint key).
+
+    Example:
+        >>> spec = hook_units("blocks.{layer}.hook_resid_post",
+        ...                   lambda act, layer: act[..., :4], size=4, layers=[0, 1])
+        >>> spec.labels()[:3], spec.hook(1)
+        (['L0U0', 'L0U1', 'L0U2'], 'blocks.1.hook_resid_post')
+    """
+    if not callable(reducer):
+        raise TypeError("reducer must be callable as fn(activation, layer) -> [batch, pos, size]")
+    fn, rows = _hook_template(hook, layers)
+    describe = {"kind": kind, "hook": hook if isinstance(hook, str) else getattr(hook, "__name__", "fn"),
+                "name": name or getattr(reducer, "__name__", "reducer"), "size": int(size)}
+    return UnitSpec(kind, rows, int(size), fn, reducer, describe, 0)
+
+
+def sae_units(
+    hook: str | Callable[[int], str], encoder: Callable[[Tensor], Tensor], *, n_latents: int,
+    layers: Sequence[int] | int | None = None, name: str = "sae",
+) -> UnitSpec:
+    """Sparse-autoencoder latents as units: ``encoder(activation) -> [batch, pos, n_latents]``.
+
+    Any callable works (an SAELens ``SAE.encode``, a ``torch.nn.Module``, a function); no SAE
+    library is needed. Labels are ``L{layer}F{latent}``. With several layers, one encoder
+    serves all of them; pass a ``hook_units`` reducer to use one encoder per layer.
+
+    Example:
+        >>> w = torch.randn(8, 16)
+        >>> spec = sae_units("blocks.2.hook_resid_post", lambda x: torch.relu(x @ w), n_latents=16)
+        >>> spec.labels()[:2], spec.layers
+        (['L2F0', 'L2F1'], (2,))
+    """
+    if not callable(encoder):
+        raise TypeError("encoder must be callable as encoder(activation) -> [batch, pos, n_latents]")
+
+    def reduce(act: Tensor, layer: int) -> Tensor:
+        return encoder(act)
+
+    spec = hook_units(hook, reduce, size=n_latents, layers=layers, kind="sae", name=name)
+    return spec
