@@ -28,6 +28,11 @@ _EXPORTS: dict[str, str] = {
     "ModelLoadError": "synergy_lens.models",
     # record
     "record_head_activity": "synergy_lens.record",
+    "record_activity": "synergy_lens.record",
+    "hook_units": "synergy_lens.record",
+    "sae_units": "synergy_lens.record",
+    "spread_layers": "synergy_lens.record",
+    "UnitSpec": "synergy_lens.record",
     "HeadActivity": "synergy_lens.record",
     "default_prompts": "synergy_lens.record",
     "load_prompts": "synergy_lens.record",
@@ -75,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "residual_flow": "synergy_lens.dynamics",
     # intervene
     "ablate_heads": "synergy_lens.intervene",
+    "ablate_units": "synergy_lens.intervene",
     "noise_heads": "synergy_lens.intervene",
     "skip_layers": "synergy_lens.intervene",
     "ablation_curve": "synergy_lens.intervene",

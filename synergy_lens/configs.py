@@ -52,6 +52,7 @@ CoreScore = Literal["rank_gradient", "syn_minus_red", "synergy_fraction", "mean_
 Robustness = Literal["detrended", "pooled", "tau10", "ccs"]
 ROBUSTNESS_NAMES: tuple[str, ...] = get_args(Robustness)
 Control = Literal["none", "perturb", "random_init"]
+UnitKindName = Literal["heads", "attn", "mlp", "mlp_neurons", "experts"]
 CONTROLS: tuple[str, ...] = get_args(Control)
 
 
@@ -108,10 +109,27 @@ class RecordConfig(_Checked):
     min_steps: int | None = option(
         None, "shortest answer (generated tokens) that enters PhiID; shorter answers (ended at EOS) are left out "
               "with a warning naming them (default: max(8, tau + 5))", minimum=4, metavar="N")
+    units: UnitKindName = option(
+        "heads", "the units: attention heads (the papers'), whole attention or MLP sub-layers, MLP neurons, "
+                 "or mixture-of-experts experts")
+    layers: str | None = option(
+        None, "record these layers only: indices like 0,6,12 or spread:K (K layers spread over depth); "
+              "default every layer", flag="--unit-layers", metavar="LAYERS")
 
     def chat(self) -> bool | None:
         """``chat_template`` as ``record_head_activity`` takes it (None: when the tokenizer has one)."""
         return {"auto": None, "yes": True, "no": False}[self.chat_template]
+
+    def record_kwargs(self) -> dict[str, Any]:
+        """The keywords of ``record_activity`` (the units only when not every layer's heads, so
+        that the stage keys of earlier runs stay the same)."""
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+                              "chat_template": self.chat(), "stop_at_eos": self.stop_at_eos}
+        if self.units != "heads":
+            kw["units"] = self.units
+        if self.layers is not None:
+            kw["layers"] = self.layers
+        return kw
 
 
 @dataclass(frozen=True)

@@ -127,32 +127,32 @@ def record_sharded(
     checkpoint: str | Path | None = None,
     **record_kwargs: Any,
 ) -> Any:
-    """:func:`~synergy_lens.record_head_activity` with the prompts sharded over the ranks.
+    """:func:`~synergy_lens.record_activity` (any units) with the prompts sharded over the ranks.
 
     Each rank records ``shard(len(prompts))`` with its own checkpoint
     (:func:`rank_checkpoint`). Returns the whole ``HeadActivity`` on rank 0, in the order
     of ``prompts``, and ``None`` on the other ranks. Without a process group this is
-    exactly ``record_head_activity(model, prompts, checkpoint=checkpoint, ...)``.
+    exactly ``record_activity(model, prompts, checkpoint=checkpoint, ...)``.
 
     Greedy decoding gives the same tokens as one process; the recorded values are the same
     bit for bit when the batches are (``batch_size=1``, same threads) and otherwise agree to
     float32 rounding of the batched matrix products. With ``do_sample=True`` each rank draws
     from its own seeded generators, so the samples differ from a single-process run.
     """
-    from synergy_lens.record import record_head_activity
+    from synergy_lens.record import record_activity
     from synergy_lens.record.prompts import as_prompts
 
     items = as_prompts(prompts)
     rank, size = world()
     if size == 1:
-        return record_head_activity(model, items, checkpoint=checkpoint, **record_kwargs)
+        return record_activity(model, items, checkpoint=checkpoint, **record_kwargs)
     mine = shard(len(items))
     if not mine:
         raise ValueError(
             f"{len(items)} prompts for {size} processes: rank {rank} would get none; "
             "use at most as many processes as prompts"
         )
-    part = record_head_activity(
+    part = record_activity(
         model, [items[i] for i in mine], checkpoint=rank_checkpoint(checkpoint), **record_kwargs
     )
     parts = gather_to_main(part.to_dict())

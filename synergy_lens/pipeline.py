@@ -145,8 +145,7 @@ def _record_and_decompose(
 
     adapter = adapt(model)
     rec = config.record
-    rec_kw: dict[str, Any] = {"max_new_tokens": rec.max_new_tokens, "batch_size": rec.batch_size,
-                              "chat_template": rec.chat(), "stop_at_eos": rec.stop_at_eos}
+    rec_kw = rec.record_kwargs()
     dec_kw = dataclasses.asdict(config.decompose)
     rec_key = {"record": rec_kw, "model": adapter.name,
                "weights": weights_digest(adapter.model) if store is not None else None,
@@ -219,9 +218,7 @@ def _rank0_rest(
     run.add("topology", topology_table(result, density=an.density, seed=an.seed))
     if an.control != "none":
         stages(f"randomised control ({an.control}): record and decompose it")
-        rec = config.record
-        rec_kw = {"max_new_tokens": rec.max_new_tokens, "batch_size": rec.batch_size,
-                  "chat_template": rec.chat(), "stop_at_eos": rec.stop_at_eos}
+        rec_kw = config.record.record_kwargs()
         dec_kw = dataclasses.asdict(config.decompose)
         stage_result(store, run, "control", {"control": an.control, "seed": an.seed, "n_boot": an.n_boot,
                                              "record": rec_kw, "decompose": dec_kw},
@@ -231,7 +228,8 @@ def _rank0_rest(
     stages("CircuitsVis data: attention of the top heads, generated tokens")
     view = config.view
     p = view.view_prompt if view.view_prompt < activity.n_prompts else 0
-    run.add("attention", head_attention(model, activity.full_ids(p), scores, k=view.attention_heads))
+    if activity.unit_kind == "heads" and activity.layers is None:  # attention patterns are the heads'
+        run.add("attention", head_attention(model, activity.full_ids(p), scores, k=view.attention_heads))
     run.add("tokens", [token_strings(adapt(model).tokenizer, ids) for ids in activity.generated_ids])
 
 
@@ -365,9 +363,10 @@ def ablation_step(
     pairs = [(activity.prompt_ids[i], activity.generated_ids[i][: cfg.tokens]) for i in range(n)]
     n_units = int(scores.values.numel())
     step = max(1, math.ceil(n_units / cfg.steps))
+    reference = activity if cfg.mode == "mean" else None  # the mean over every token of the run
     return ablation_curve(
-        model, pairs, scores, step=step, n_random=cfg.seeds, seed=seed, mode=cfg.mode, progress=progress,
-        distributed=distributed,
+        model, pairs, scores, step=step, n_random=cfg.seeds, seed=seed, mode=cfg.mode, reference=reference,
+        progress=progress, distributed=distributed,
     )
 
 
@@ -394,12 +393,12 @@ def control_step(
     from synergy_lens.analysis import ControlComparison
     from synergy_lens.analysis.controls import control_model
     from synergy_lens.phiid import decompose
-    from synergy_lens.record import record_head_activity
+    from synergy_lens.record import record_activity
 
     if control not in ("perturb", "random_init"):
         raise ValueError(f"control must be 'perturb' or 'random_init', got {control!r}")
     with control_model(model, control, scale, seed) as (model_, name):
-        activity: Any = record_head_activity(model_, prompts, **(record_kwargs or {}))
+        activity: Any = record_activity(model_, prompts, **(record_kwargs or {}))
         control_result = decompose(activity, **(decompose_kwargs or {}))
     return ControlComparison.from_results(result, control_result, scores=("rank_gradient", "synergy_fraction"),
                                           n_boot=n_boot, seed=seed, control_name=name)

@@ -29,7 +29,7 @@ layer at 0, last at 1. :func:`layer_depth` gives the depth in the whole model in
 >>> unit_labels(2, 1, kind="mlp"), unit_labels(2, 2, kind="mlp_neurons", layers=[3, 7])
 (['L0.mlp', 'L1.mlp'], ['L3N0', 'L3N1', 'L7N0', 'L7N1'])
 >>> parse_unit("L7N1023"), parse_unit("L2.attn")
-(UnitRef(layer=7, kind='mlp_neurons', index=1023), UnitRef(layer=2, kind='attn', index=0))
+(UnitRef(layer=7, kind='mlp_neurons', number=1023), UnitRef(layer=2, kind='attn', number=0))
 >>> normalised_depth(5).tolist()
 [0.0, 0.25, 0.5, 0.75, 1.0]
 """
@@ -80,11 +80,11 @@ UNIT_PATTERN = re.compile(r"^L(\d+)(?:([HNEUF])(\d+)|(\.attn|\.mlp))$")
 
 
 class UnitRef(NamedTuple):
-    """A parsed unit label: model layer, kind, index within the layer (0 for sub-layers)."""
+    """A parsed unit label: model layer, kind, number within the layer (0 for sub-layers)."""
 
     layer: int
     kind: str
-    index: int
+    number: int
 
 
 def unit_label(layer: int, index: int, kind: str = "heads") -> str:

@@ -29,8 +29,8 @@ def _config_actions(command: str) -> dict[str, argparse.Action]:
 @pytest.mark.parametrize("command", ["run", "demo"])
 def test_every_config_option_is_a_flag_and_nothing_else_is(command: str) -> None:
     want = {flat for s, flat, _, opt in C.options() if opt.cli}
-    assert set(_config_actions(command)) == want  # 22 options, none forgotten, none invented
-    assert len(want) == 22
+    assert set(_config_actions(command)) == want  # 24 options, none forgotten, none invented
+    assert len(want) == 24
 
 
 def test_flags_keep_their_names_and_choices() -> None:
@@ -42,6 +42,8 @@ def test_flags_keep_their_names_and_choices() -> None:
     assert tuple(actions["chat_template"].choices) == ("auto", "yes", "no")
     assert tuple(actions["control"].choices) == get_args(C.Control)
     assert tuple(actions["robustness"].choices) == (*C.ROBUSTNESS_NAMES, "none")
+    assert flags["units"] == "--units" and flags["layers"] == "--unit-layers"
+    assert tuple(actions["units"].choices) == ("heads", "attn", "mlp", "mlp_neurons", "experts")
 
 
 def test_parsed_defaults_are_the_config_defaults() -> None:

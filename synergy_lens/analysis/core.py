@@ -42,7 +42,6 @@ from torch import Tensor
 
 from synergy_lens import hooks as H
 from synergy_lens._io import SavedFields
-from synergy_lens.units import unit_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,7 +106,7 @@ class Core(SavedFields):
 
     def labels_of(self, group: Group = "abstract") -> list[str]:
         """``["L5H3", ...]`` of the group, strongest first."""
-        return [unit_label(layer, h) for layer, h in self.pairs(group)]
+        return [self.labels[layer * self.n_heads + h] for layer, h in self.pairs(group)]
 
     def to_hook_names(self, group: Group = "abstract") -> list[str]:
         """The ``blocks.{L}.attn.hook_z`` names of the layers holding the group's heads.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synergy_lens.units import normalised_depth, unit_label
+from synergy_lens.units import label_layers, normalised_depth, unit_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,11 +33,12 @@ def layer_summary(scores: Any, profile: Any = None, core: Any = None) -> pd.Data
     import pandas as pd
 
     values = scores.values.detach().cpu().numpy()
-    n_layers = values.shape[0]
+    n_layers, n_heads = values.shape
+    labels = _labels(scores, n_layers, n_heads)
     depth = normalised_depth(n_layers).numpy()
     with np.errstate(all="ignore"):
         frame: dict[str, Any] = {
-            "layer": np.arange(n_layers),
+            "layer": label_layers(labels, n_heads),
             "depth": depth,
             "mean_sts": np.nanmean(scores.mean_sts.numpy(), axis=1),
             "mean_rtr": np.nanmean(scores.mean_rtr.numpy(), axis=1),
@@ -53,7 +54,7 @@ def layer_summary(scores: Any, profile: Any = None, core: Any = None) -> pd.Data
     top = []
     for layer in range(n_layers):
         row = values[layer]
-        top.append(unit_label(layer, int(np.nanargmax(row))) if np.isfinite(row).any() else "")
+        top.append(labels[layer * n_heads + int(np.nanargmax(row))] if np.isfinite(row).any() else "")
     frame["top_head"] = top
     return pd.DataFrame(frame).set_index("layer")
 
@@ -64,12 +65,21 @@ def core_table(core: Any) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    values = core.values
+    values, n_heads = core.values, core.n_heads
+    labels = _labels(core, core.n_layers, n_heads)
+    model_layers = label_layers(labels, n_heads)
     for layer in range(core.n_layers):
         cells = {}
         for group in ("abstract", "memory"):
             pairs = [(lay, h) for lay, h in core.pairs(group) if lay == layer]
-            cells[group] = ", ".join(f"{unit_label(lay, h)} ({float(values[lay, h]):.3g})" for lay, h in pairs)
+            cells[group] = ", ".join(f"{labels[lay * n_heads + h]} ({float(values[lay, h]):.3g})" for lay, h in pairs)
         if cells["abstract"] or cells["memory"]:
-            rows.append({"layer": layer, "abstract heads": cells["abstract"], "memory heads": cells["memory"]})
+            rows.append({"layer": model_layers[layer], "abstract heads": cells["abstract"],
+                         "memory heads": cells["memory"]})
     return pd.DataFrame(rows, columns=["layer", "abstract heads", "memory heads"]).set_index("layer")
+
+
+def _labels(result: Any, n_layers: int, n_heads: int) -> list[str]:
+    """The result's unit labels (heads ``L{l}H{h}`` when it has none)."""
+    labels = list(getattr(result, "labels", None) or [])
+    return labels if len(labels) == n_layers * n_heads else unit_labels(n_layers, n_heads)

@@ -45,6 +45,13 @@ from synergy_lens.intervene.divergence import (
     teacher_forced_sequences,
 )
 from synergy_lens.intervene.heads import head_label, head_mask, parse_head
+from synergy_lens.intervene.units import (
+    UnitGrid,
+    ablate_units,
+    unit_ablation_hooks,
+    unit_grid,
+    unit_mask,
+)
 
 __all__ = [
     "ABLATIONS",
@@ -55,7 +62,9 @@ __all__ = [
     "AccuracyResult",
     "IGResult",
     "LayerSkipResult",
+    "UnitGrid",
     "ablate_heads",
+    "ablate_units",
     "ablation_curve",
     "ablation_hooks",
     "accuracy_under_ablation",
@@ -63,6 +72,9 @@ __all__ = [
     "builtin_arithmetic",
     "default_tasks",
     "head_label",
+    "unit_ablation_hooks",
+    "unit_grid",
+    "unit_mask",
     "head_mask",
     "head_means",
     "integrated_gradients",

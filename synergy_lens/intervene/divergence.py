@@ -48,7 +48,8 @@ from synergy_lens.intervene.ablate import (
     ablation_hooks,
     prepare_reference,
 )
-from synergy_lens.intervene.heads import head_label, head_mask, unit_order
+from synergy_lens.intervene.heads import head_mask, unit_order
+from synergy_lens.intervene.units import UnitGrid, prepare_units, unit_ablation_hooks, unit_grid
 from synergy_lens.models.adapter import ModelAdapter, adapt
 
 if TYPE_CHECKING:
@@ -271,13 +272,29 @@ def _divergences(
     return out[inverse].reshape(n_cond, len(seqs))
 
 
-def _head_hooks_factory(
-    adapter: ModelAdapter, mode: str | AblationMode, reference: Any
-) -> tuple[HooksFor, Callable[[int], None] | None]:
-    state = prepare_reference(adapter, mode, reference)
+def _curve_grid(adapter: ModelAdapter, activity: Any, order: Any) -> UnitGrid:
+    """The units of a curve: those of the scores' labels, else of the recording, else every head."""
+    for source in (order, activity):
+        if isinstance(getattr(source, "labels", None), list) or hasattr(source, "unit_kind"):
+            return unit_grid(source)
+    return unit_grid(adapter)
 
-    def hooks_for(rows: Tensor) -> list[H.FwdHook]:
-        return ablation_hooks(adapter, rows, mode=mode, reference=state, prepared=True)
+
+def _hooks_factory(
+    adapter: ModelAdapter, grid: UnitGrid, mode: str | AblationMode, reference: Any
+) -> tuple[HooksFor, Callable[[int], None] | None]:
+    """``hooks_for(masks)`` over the grid (every head: the head ablation of ``ablate_heads``)."""
+    if grid != unit_grid(adapter):
+        name = mode if isinstance(mode, str) else mode.name
+        state = prepare_units(adapter, grid, name, reference)
+
+        def hooks_for(rows: Tensor) -> list[H.FwdHook]:
+            return unit_ablation_hooks(adapter, grid, rows, mode=name, state=state)
+    else:
+        state = prepare_reference(adapter, mode, reference)
+
+        def hooks_for(rows: Tensor) -> list[H.FwdHook]:
+            return ablation_hooks(adapter, rows, mode=mode, reference=state, prepared=True)
 
     on_prompt = None
     if isinstance(state, _ResampleState):
@@ -324,7 +341,7 @@ def behaviour_divergence(
     seqs = teacher_forced_sequences(activity)
     mask = head_mask(adapter, heads)
     conditions = mask if mask.ndim == 3 else mask[None]
-    hooks_for, on_prompt = _head_hooks_factory(adapter, mode, reference)
+    hooks_for, on_prompt = _hooks_factory(adapter, unit_grid(adapter), mode, reference)
     out = _divergences(
         adapter, seqs, conditions, hooks_for, batched=batched, batch_size=batch_size,
         progress=progress, on_prompt=on_prompt, distributed=distributed,
@@ -375,14 +392,14 @@ def _score_values(scores: Any) -> Tensor | None:
     return None
 
 
-def _orders(adapter: ModelAdapter, order: Any) -> dict[str, list[tuple[int, int]]]:
+def _orders(grid: UnitGrid, order: Any) -> dict[str, list[tuple[int, int]]]:
     if isinstance(order, Mapping):
-        return {str(k): unit_order(adapter, v) for k, v in order.items()}
+        return {str(k): unit_order(grid, v) for k, v in order.items()}
     values = _score_values(order)
     if values is not None and values.ndim == 2:
-        return score_orders(values, adapter.n_layers, adapter.n_heads)
+        return score_orders(values, grid.n_layers, grid.n_heads)
     if isinstance(order, Sequence) and not isinstance(order, str):
-        return {"given": unit_order(adapter, order)}
+        return {"given": unit_order(grid, order)}
     raise TypeError(
         f"cannot make an ablation order from {type(order).__name__}: pass a list of heads, a "
         "dict name -> list of heads, a [layer, head] score tensor or a HeadScores"
@@ -537,18 +554,19 @@ def ablation_curve(
     if n_random < 0:
         raise ValueError(f"n_random must be >= 0, got {n_random}")
     seqs = teacher_forced_sequences(activity)
-    named = _orders(adapter, order)
-    steps = _curve_steps(adapter.n_units, named, step, max_heads)
-    randoms = [_random_order(adapter, seed + s) for s in range(n_random)]
+    grid = _curve_grid(adapter, activity, order)
+    named = _orders(grid, order)
+    steps = _curve_steps(grid.n_units, named, step, max_heads)
+    randoms = [_random_order(grid, seed + s) for s in range(n_random)]
     all_orders = list(named.values()) + randoms
-    conditions = torch.cat([_cumulative(o, steps, adapter.n_layers, adapter.n_heads) for o in all_orders])
-    hooks_for, on_prompt = _head_hooks_factory(adapter, mode, reference)
+    conditions = torch.cat([_cumulative(o, steps, grid.n_layers, grid.n_heads) for o in all_orders])
+    hooks_for, on_prompt = _hooks_factory(adapter, grid, mode, reference)
     t0 = time.perf_counter()
     div = _divergences(adapter, seqs, conditions, hooks_for, batched=batched, batch_size=batch_size,
                        progress=progress, on_prompt=on_prompt, distributed=distributed)
     div = div.float().view(len(all_orders), len(steps), len(seqs))
-    labels = {k: [head_label(*lh) for lh in o] for k, o in named.items()}
-    labels.update({f"random/{seed + s}": [head_label(*lh) for lh in o] for s, o in enumerate(randoms)})
+    labels = {k: [grid.label(*lh) for lh in o] for k, o in named.items()}
+    labels.update({f"random/{seed + s}": [grid.label(*lh) for lh in o] for s, o in enumerate(randoms)})
     return AblationCurve(
         steps=torch.tensor(steps),
         curves={k: div[i].mean(-1) for i, k in enumerate(named)},
@@ -581,7 +599,7 @@ def _curve_steps(n_units: int, named: dict[str, list[tuple[int, int]]], step: in
     return steps
 
 
-def _random_order(adapter: ModelAdapter, seed: int) -> list[tuple[int, int]]:
-    """Every head in a random order, seeded."""
-    perm = torch.randperm(adapter.n_units, generator=torch.Generator().manual_seed(seed)).tolist()
-    return [(u // adapter.n_heads, u % adapter.n_heads) for u in perm]
+def _random_order(grid: UnitGrid, seed: int) -> list[tuple[int, int]]:
+    """Every unit in a random order, seeded."""
+    perm = torch.randperm(grid.n_units, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [(u // grid.n_heads, u % grid.n_heads) for u in perm]

@@ -41,8 +41,19 @@ def _sizes(model: Any) -> tuple[int, int]:
     return int(model.n_layers), int(model.n_heads)
 
 
-def parse_head(item: Any, n_layers: int, n_heads: int) -> tuple[int, int]:
-    """One head as ``(layer, head)``, from a pair or a label, checked against the model size."""
+def _grid(model: Any) -> Any:
+    """The unit grid when ``model`` is one (it has ``position``), else None (heads)."""
+    return model if callable(getattr(model, "position", None)) else None
+
+
+def parse_head(item: Any, n_layers: int, n_heads: int, *, grid: Any = None) -> tuple[int, int]:
+    """One head as ``(layer, head)``, from a pair or a label, checked against the model size.
+
+    With ``grid`` (a :class:`~synergy_lens.intervene.units.UnitGrid`), labels are units of the
+    grid's kind (``"L5N7"``) and the pair is their ``(row, unit)`` on the grid.
+    """
+    if isinstance(item, str) and grid is not None:
+        return tuple(grid.position(item))  # type: ignore[return-value]
     if isinstance(item, str):
         layer, head = parse_label(item)
     elif isinstance(item, Sequence) and len(item) == 2 and not isinstance(item, (str, bytes)):
@@ -112,7 +123,7 @@ def head_mask(
     if len(items) == 2 and all(isinstance(v, int) for v in items):
         items = [tuple(items)]  # a single (layer, head) pair
     for item in items:
-        layer, head = parse_head(item, n_layers, n_heads)
+        layer, head = parse_head(item, n_layers, n_heads, grid=_grid(model))
         mask[layer, head] = True
     return mask
 
@@ -131,9 +142,10 @@ def unit_order(model: Any, heads: Iterable[Any]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
     for item in heads:
-        lh = parse_head(item, n_layers, n_heads)
+        lh = parse_head(item, n_layers, n_heads, grid=_grid(model))
         if lh in seen:
-            raise ValueError(f"head {head_label(*lh)} appears twice in an ablation order")
+            name = grid.label(*lh) if (grid := _grid(model)) is not None else head_label(*lh)
+            raise ValueError(f"unit {name} appears twice in an ablation order")
         seen.add(lh)
         out.append(lh)
     return out

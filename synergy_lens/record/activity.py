@@ -1,4 +1,4 @@
-"""HeadActivity: one scalar time series per attention head and prompt, labelled.
+"""HeadActivity: one scalar time series per unit (an attention head by default) and prompt.
 
 What and why
 ------------
@@ -15,7 +15,12 @@ generated EOS is a generated token, so the step that produced it counts:
 ``lengths[p] == len(generated_ids[p])``, and ``values[p, lengths[p]:]`` is NaN.
 
 Units. Unit ``u = layer * n_heads + head``, labelled ``f"L{layer}H{head}"``; for
-grouped-query attention the units are the query heads.
+grouped-query attention the units are the query heads. Recordings of other kinds of unit
+(:func:`~synergy_lens.record.record_activity`: sub-layers, MLP neurons, experts, your own)
+use the same grid: ``values[p, t, row, unit]`` with ``unit_kind`` naming the kind, ``layers``
+the model layer of each row when not every layer was recorded, and ``unit_labels()``
+(``L5.mlp``, ``L5N1023``, ...) naming each unit. ``n_layers``/``n_heads`` are then the rows
+and the units per row.
 
 >>> import torch
 >>> act = HeadActivity(values=torch.rand(2, 10, 3, 4), lengths=torch.tensor([10, 7]))
@@ -36,7 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens._io import SavedFields, atomic_torch_save
-from synergy_lens.units import unit_labels
+from synergy_lens.units import KIND_TAGS, unit_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,6 +92,8 @@ class HeadActivity(SavedFields):
     model_config: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     prompt_texts: list[str] = field(default_factory=list)
+    unit_kind: str = "heads"
+    layers: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.values, Tensor) or self.values.ndim != 4:
@@ -113,6 +120,7 @@ class HeadActivity(SavedFields):
         self.generated_ids = _fill(self.generated_ids, n, [], "generated_ids")
         self.completions = _fill(self.completions, n, "", "completions")
         self.prompt_texts = _fill(self.prompt_texts, n, "", "prompt_texts")
+        self._check_units()
         if self.categories is not None and len(self.categories) != n:
             raise ValueError(f"categories has {len(self.categories)} entries for {n} prompts")
         for i, gen in enumerate(self.generated_ids):
@@ -121,6 +129,16 @@ class HeadActivity(SavedFields):
                     f"prompt {i}: {len(gen)} generated tokens but lengths[{i}] = "
                     f"{int(self.lengths[i])} (they must agree: one value per generated token)"
                 )
+
+    def _check_units(self) -> None:
+        if self.unit_kind not in KIND_TAGS:
+            raise ValueError(f"unknown unit_kind {self.unit_kind!r}: the kinds are {sorted(KIND_TAGS)}")
+        if self.layers is not None:
+            self.layers = [int(v) for v in self.layers]
+            if len(self.layers) != self.values.shape[2]:
+                raise ValueError(f"layers has {len(self.layers)} entries for {self.values.shape[2]} rows of values")
+            if self.layers == list(range(len(self.layers))):
+                self.layers = None  # every layer: the default form
 
     # -- sizes ------------------------------------------------------------------------
     @property
@@ -134,11 +152,18 @@ class HeadActivity(SavedFields):
 
     @property
     def n_layers(self) -> int:
+        """Rows of the unit grid: the recorded layers (all of the model's unless ``layers``)."""
         return int(self.values.shape[2])
 
     @property
     def n_heads(self) -> int:
+        """Units per row (heads per layer for ``unit_kind="heads"``; 1 for ``attn``/``mlp``)."""
         return int(self.values.shape[3])
+
+    @property
+    def model_layers(self) -> list[int]:
+        """The model layer of each row."""
+        return list(range(self.n_layers)) if self.layers is None else list(self.layers)
 
     @property
     def n_units(self) -> int:
@@ -150,8 +175,9 @@ class HeadActivity(SavedFields):
         return [*self.prompt_ids[i], *self.generated_ids[i]]
 
     def unit_labels(self) -> list[str]:
-        """``["L0H0", "L0H1", ...]``: unit = layer * n_heads + head."""
-        return unit_labels(self.n_layers, self.n_heads)
+        """``["L0H0", "L0H1", ...]`` (or ``L5.mlp``, ``L5N3``, ... by ``unit_kind``): unit =
+        row * n_heads + index."""
+        return unit_labels(self.n_layers, self.n_heads, kind=self.unit_kind, layers=self.layers)
 
     def unit_series(self) -> Float[Tensor, "prompt unit time"]:
         """The series as PhiID reads them: ``[prompt, unit, time]``, unit = layer * n_heads + head."""
@@ -184,7 +210,7 @@ class HeadActivity(SavedFields):
                 "prompt": p,
                 "category": cats[p] if n else np.asarray([], dtype=object),
                 "time": t,
-                "layer": layer,
+                "layer": np.asarray(self.model_layers, dtype=np.int64)[layer] if len(layer) else layer,
                 "head": head,
                 "unit": unit,
                 "label": labels[unit] if len(unit) else np.asarray([], dtype=object),
@@ -193,11 +219,12 @@ class HeadActivity(SavedFields):
         )
 
     def __repr__(self) -> str:
-        return (
-            f"HeadActivity(model={self.model_name!r}, prompts={self.n_prompts}, "
-            f"steps={self.n_steps}, layers={self.n_layers}, heads={self.n_heads}, "
-            f"signal={self.settings.get('signal')!r})"
-        )
+        if self.unit_kind == "heads" and self.layers is None:
+            units = f"layers={self.n_layers}, heads={self.n_heads}, signal={self.settings.get('signal')!r}"
+        else:
+            rows = f"layers {self.model_layers}" if self.layers is not None else f"{self.n_layers} layers"
+            units = f"units={self.unit_kind!r}: {rows} x {self.n_heads}"
+        return f"HeadActivity(model={self.model_name!r}, prompts={self.n_prompts}, steps={self.n_steps}, {units})"
 
     def select(self, indices: list[int]) -> HeadActivity:
         """The recording of the prompts ``indices`` only (in that order); settings unchanged."""
@@ -212,7 +239,7 @@ class HeadActivity(SavedFields):
             prompt_ids=pick(self.prompt_ids), generated_ids=pick(self.generated_ids),
             completions=pick(self.completions), model_name=self.model_name,
             model_config=dict(self.model_config), settings=dict(self.settings),
-            prompt_texts=pick(self.prompt_texts),
+            prompt_texts=pick(self.prompt_texts), unit_kind=self.unit_kind, layers=self.layers,
         )
 
     # -- persistence ------------------------------------------------------------------
@@ -228,6 +255,8 @@ class HeadActivity(SavedFields):
             "model_name": self.model_name,
             "model_config": self.model_config,
             "settings": self.settings,
+            "unit_kind": self.unit_kind,
+            "layers": self.layers,
         }
         return {
             "format": _DICT_FORMAT,

@@ -48,7 +48,9 @@ from synergy_lens.units import KIND_TAGS, unit_labels
 __all__ = [
     "UNIT_KINDS",
     "UnitSpec",
+    "head_spec",
     "hook_units",
+    "parse_layers",
     "resolve_units",
     "sae_units",
     "spread_layers",
@@ -121,11 +123,33 @@ def spread_layers(n_layers: int, k: int) -> list[int]:
     return sorted({round(i * (n_layers - 1) / (k - 1)) for i in range(k)})
 
 
-def _check_layers(layers: Sequence[int] | None, n_layers: int) -> tuple[int, ...]:
+def parse_layers(layers: Sequence[int] | int | str | None, n_layers: int) -> Sequence[int] | None:
+    """Layers as given to a recording: indices, one index, ``"0,6,12"``, ``"spread:K"``
+    (:func:`spread_layers`) or ``"all"`` / None (every layer).
+
+    >>> parse_layers("spread:3", 5), parse_layers("1, 3", 5), parse_layers("all", 5)
+    ([0, 2, 4], [1, 3], None)
+    """
+    if not isinstance(layers, str):
+        return [layers] if isinstance(layers, int) else layers
+    text = layers.strip().lower()
+    if text in ("all", ""):
+        return None
+    try:
+        if text.startswith("spread:"):
+            return spread_layers(n_layers, int(text.removeprefix("spread:")))
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"bad layers {layers!r}: write layer indices like '0,6,12', 'spread:K' for K layers spread "
+            f"over the model's {n_layers}, or 'all'"
+        ) from None
+
+
+def _check_layers(layers: Sequence[int] | int | str | None, n_layers: int) -> tuple[int, ...]:
+    layers = parse_layers(layers, n_layers)
     if layers is None:
         return tuple(range(n_layers))
-    if isinstance(layers, int):
-        layers = [layers]
     out = sorted({int(v) for v in layers})
     bad = [v for v in out if not 0 <= v < n_layers]
     if bad or not out:
@@ -144,11 +168,15 @@ def _identity(act: Tensor, layer: int) -> Tensor:
     return act
 
 
-def _heads_reducer(signal_fn: Callable[..., Tensor], adapter: Any) -> Reducer:
-    def reduce(z: Tensor, layer: int) -> Tensor:
-        return signal_fn(z, adapter=adapter, layer=layer)
+def _apply_signal(signal_fn: Callable[..., Tensor], adapter: Any, z: Tensor, layer: int) -> Tensor:
+    return signal_fn(z, adapter=adapter, layer=layer)
 
-    return reduce
+
+def head_spec(adapter: Any, signal_fn: Callable[..., Tensor], layers: tuple[int, ...] | None = None) -> UnitSpec:
+    """Attention heads through a signal function ``fn(z, *, adapter, layer)``."""
+    rows = tuple(range(adapter.n_layers)) if layers is None else layers
+    reduce = functools.partial(_apply_signal, signal_fn, adapter)
+    return UnitSpec("heads", rows, adapter.n_heads, H.hook_z, reduce, {"kind": "heads"}, adapter.n_layers)
 
 
 def _is_moe(adapter: Any) -> bool:
@@ -156,7 +184,7 @@ def _is_moe(adapter: Any) -> bool:
 
 
 def resolve_units(
-    adapter: Any, units: str | UnitSpec = "heads", *, layers: Sequence[int] | int | None = None,
+    adapter: Any, units: str | UnitSpec = "heads", *, layers: Sequence[int] | int | str | None = None,
     signal: str = "l2",
 ) -> UnitSpec:
     """The :class:`UnitSpec` of ``units`` on this model.
@@ -165,7 +193,8 @@ def resolve_units(
         adapter: a :class:`~synergy_lens.models.ModelAdapter`.
         units: a kind name (:data:`UNIT_KINDS`) or a spec from :func:`hook_units` /
             :func:`sae_units` (returned unchanged).
-        layers: record these model layers only (default: all); e.g. :func:`spread_layers`.
+        layers: record these model layers only (default: all): indices, ``"0,6,12"`` or
+            ``"spread:K"`` (see :func:`parse_layers`).
         signal: for ``"heads"``, the registered signal (``"l2"``, ``"l2_out"``, ...).
 
     Raises:
@@ -184,8 +213,7 @@ def resolve_units(
     rows = _check_layers(layers, adapter.n_layers)
     n = adapter.n_layers
     if units == "heads":
-        reduce = _heads_reducer(get_signal(signal), adapter)
-        return UnitSpec("heads", rows, adapter.n_heads, H.hook_z, reduce, {"kind": "heads"}, n)
+        return head_spec(adapter, get_signal(signal), rows)
     if units in ("attn", "mlp"):
         hook = H.hook_attn_out if units == "attn" else H.hook_mlp_out
         return UnitSpec(units, rows, 1, hook, _norm, {"kind": units, "value": "l2 norm"}, n)

@@ -54,14 +54,17 @@ from synergy_lens.models.adapter import ModelAdapter, adapt
 from synergy_lens.record.activity import HeadActivity
 from synergy_lens.record.checkpoint import Checkpoint, RecordingState, fingerprint, weights_digest
 from synergy_lens.record.degenerate import DegenerateRecordingError, check_not_degenerate
+from synergy_lens.record.kinds import UnitSpec, head_spec, resolve_units
 from synergy_lens.record.prompts import Prompt, as_prompts
-from synergy_lens.record.signals import get_signal, weight_cache
+from synergy_lens.record.signals import weight_cache
 
 __all__ = [
     "MIN_NEW_TOKENS",
     "DegenerateRecordingError",
     "GenerationRecorder",
     "batch_plan",
+    "as_spec",
+    "record_activity",
     "record_head_activity",
     "teacher_forced_signals",
 ]
@@ -125,19 +128,72 @@ def record_head_activity(
             window with ``max_new_tokens`` more tokens, ``max_new_tokens`` below 8, an
             unknown signal, or a checkpoint written by a different run.
     """
+    return record_activity(
+        model, prompts, units="heads", max_new_tokens=max_new_tokens, batch_size=batch_size,
+        signal=signal, chat_template=chat_template, do_sample=do_sample, seed=seed,
+        stop_at_eos=stop_at_eos, checkpoint=checkpoint, progress=progress,
+    )
+
+
+def record_activity(
+    model: Any,
+    prompts: str | Prompt | Iterable[str | Prompt],
+    *,
+    units: str | UnitSpec = "heads",
+    layers: Sequence[int] | int | str | None = None,
+    max_new_tokens: int = 100,
+    batch_size: int = 8,
+    signal: str = "l2",
+    chat_template: bool | None = None,
+    do_sample: bool = False,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> HeadActivity:
+    """Generate from each prompt and record every unit's value at every generated token.
+
+    The same recording as :func:`record_head_activity` (same arguments, same time axis,
+    checkpoints and errors) for any kind of unit (:mod:`synergy_lens.record.kinds`):
+
+    - ``"heads"`` (default): the signal of every attention head, ``L5H3``;
+    - ``"attn"`` / ``"mlp"``: one unit per sub-layer, the L2 norm of its write to the
+      residual stream (``hook_attn_out`` / ``hook_mlp_out``), ``L5.attn`` / ``L5.mlp``;
+    - ``"mlp_neurons"``: each MLP neuron's activation (``mlp.hook_post``), ``L5N1023``;
+      with tens of thousands of neurons pick layers, e.g. ``layers=spread_layers(n, 6)``;
+    - ``"experts"``: MoE models, the norm of each expert's weighted output, ``L5E7``;
+    - your own: ``units=hook_units(hook, reducer, size=...)`` or
+      ``units=sae_units(hook, encoder, n_latents=...)``.
+
+    Args:
+        units: a kind name or a :class:`~synergy_lens.record.kinds.UnitSpec`.
+        layers: record these model layers only (default: every layer): indices,
+            ``"0,6,12"`` or ``"spread:K"``. The rows of ``values`` are these layers in order
+            (``HeadActivity.layers``).
+        signal: for ``units="heads"``, the registered signal.
+        (the rest): as in :func:`record_head_activity`.
+
+    Returns:
+        :class:`HeadActivity` with ``values[p, t, row, unit]``, ``unit_kind`` and ``layers``
+        set; ``unit_labels()`` names every unit.
+    """
     adapter = adapt(model)
+    spec = _bind(resolve_units(adapter, units, layers=layers, signal=signal), adapter)
     items = _check_prompts(prompts)
     _check_int("max_new_tokens", max_new_tokens, MIN_NEW_TOKENS,
                why="PhiID needs a time series per prompt; the protocol of (B) uses 100")
     _check_int("batch_size", batch_size, 1)
-    signal_fn = get_signal(signal)
     use_template = _resolve_chat_template(adapter, chat_template)
     texts = [adapter.apply_chat_template(p.text) if use_template else p.text for p in items]
     prompt_ids = [adapter.tokenize(t) for t in texts]
     _check_context(adapter, prompt_ids, max_new_tokens)
     model_config = _model_config(adapter)
     settings = _settings(adapter, signal, max_new_tokens, use_template, do_sample, seed, batch_size, stop_at_eos)
-    state = RecordingState.empty(len(items), max_new_tokens, adapter.n_layers, adapter.n_heads)
+    if spec.kind != "heads" or not spec.all_layers:  # only then, so that earlier checkpoints resume
+        settings["units"] = {**spec.describe, "layers": list(spec.layers)}
+        if spec.kind != "heads":
+            settings.pop("signal")
+    state = RecordingState.empty(len(items), max_new_tokens, spec.n_rows, spec.size)
     ckpt = None
     if checkpoint is not None:
         ckpt = _open_checkpoint(checkpoint, adapter, items, prompt_ids, model_config, settings)
@@ -145,11 +201,28 @@ def record_head_activity(
     generate = functools.partial(
         adapter.generate, max_new_tokens=max_new_tokens, do_sample=do_sample, stop_at_eos=stop_at_eos
     )
-    _record_batches(adapter, signal_fn, generate, prompt_ids, batch_plan(prompt_ids, batch_size),
+    _record_batches(adapter, spec, generate, prompt_ids, batch_plan(prompt_ids, batch_size),
                     state, ckpt, seed=seed, progress=progress)
-    activity = _activity(adapter, items, prompt_ids, state, model_config, settings)
+    activity = _activity(adapter, items, prompt_ids, state, model_config, settings, spec)
     check_not_degenerate(activity)
     return activity
+
+
+def _bind(spec: UnitSpec, adapter: ModelAdapter) -> UnitSpec:
+    """The spec with the model's layer count, its layers checked against the model."""
+    import dataclasses
+
+    bad = [v for v in spec.layers if not 0 <= v < adapter.n_layers]
+    if bad:
+        raise ValueError(f"units on layers {bad}, but this model has layers 0..{adapter.n_layers - 1}")
+    return dataclasses.replace(spec, n_model_layers=adapter.n_layers)
+
+
+def as_spec(adapter: ModelAdapter, units: UnitSpec | Callable[..., Tensor]) -> UnitSpec:
+    """A spec from a spec, or from a head signal function (every layer's heads)."""
+    if isinstance(units, UnitSpec):
+        return _bind(units, adapter)
+    return head_spec(adapter, units)
 
 
 def _settings(
@@ -173,7 +246,7 @@ def _settings(
 
 def _record_batches(
     adapter: ModelAdapter,
-    signal_fn: Any,
+    spec: UnitSpec,
     generate: Any,
     prompt_ids: list[list[int]],
     plan: list[list[int]],
@@ -196,7 +269,7 @@ def _record_batches(
                 if bool(state.done[indices].all()):
                     continue
                 start = time.perf_counter()
-                recorder = GenerationRecorder(adapter, signal_fn)
+                recorder = GenerationRecorder(adapter, spec)
                 with adapter.hooks(recorder.hooks()):
                     generated = generate([prompt_ids[i] for i in indices], seed=_batch_seed(seed, b))
                 state.put(indices, recorder.values(generated, n_steps=state.values.shape[1]), generated)
@@ -226,6 +299,7 @@ def _activity(
     state: RecordingState,
     model_config: dict[str, Any],
     settings: dict[str, Any],
+    spec: UnitSpec,
 ) -> HeadActivity:
     """The finished recording as a :class:`HeadActivity` (completions decoded)."""
     tok = adapter.tokenizer
@@ -243,6 +317,8 @@ def _activity(
         model_config=model_config,
         settings=settings,
         prompt_texts=[tok.decode(ids) for ids in prompt_ids],
+        unit_kind=spec.kind,
+        layers=None if spec.all_layers else list(spec.layers),
     )
 
 
@@ -278,88 +354,99 @@ def _open_checkpoint(
 
 
 class GenerationRecorder:
-    """Hooks that reduce ``hook_z`` to the signal at each forward call of cached generation.
+    """Hooks that reduce each recorded activation to unit values at each forward call of
+    cached generation.
 
     With a KV cache every forward call of :meth:`ModelAdapter.generate` (the prefill, then
     one call per new token) ends with the position whose output is the next token, so the
-    last position of each call's ``hook_z`` is the head activity at the step that produced
+    last position of each call's activation is the unit activity at the step that produced
     generated token ``t`` (call ``t``). Prompts are left-padded, so that position is real
-    for every row. Only ``[batch, head]`` per layer and step is kept.
+    for every row. Only ``[batch, unit]`` per row and step is kept.
 
     Usage::
 
-        rec = GenerationRecorder(adapter, signal_fn)
+        rec = GenerationRecorder(adapter, spec)  # a UnitSpec, or a head signal function
         with adapter.hooks(rec.hooks()):
             generated = adapter.generate(prompts, max_new_tokens=n)
-        values = rec.values(generated, n_steps=n)  # [batch, time, layer, head], float32 CPU
+        values = rec.values(generated, n_steps=n)  # [batch, time, row, unit], float32 CPU
     """
 
-    def __init__(self, adapter: ModelAdapter, signal_fn: Callable[..., Tensor]) -> None:
+    def __init__(self, adapter: ModelAdapter, spec: UnitSpec | Callable[..., Tensor]) -> None:
         self.adapter = adapter
-        self.signal_fn = signal_fn
-        self._layers: dict[int, Tensor] = {}
+        self.spec = as_spec(adapter, spec)
+        self._rows: dict[int, Tensor] = {}
         self._steps: list[Tensor] = []
 
     def hooks(self) -> list[H.FwdHook]:
         # before any hook is attached: the check's own forward passes must not be recorded
         self.adapter.check_cached_decoding()
-        return [(H.hook_z(layer), functools.partial(self._reduce, layer=layer)) for layer in range(self.adapter.n_layers)]
+        return self.spec.hooks(self._reduce)
 
-    def _reduce(self, z: Tensor, *, hook: Any, layer: int) -> None:
-        n_heads = self.adapter.n_heads
-        value = self.signal_fn(z[:, -1:], adapter=self.adapter, layer=layer)
-        if tuple(value.shape) != (z.shape[0], 1, n_heads):
-            raise ValueError(
-                f"signal returned shape {tuple(value.shape)} for z of shape "
-                f"{(z.shape[0], 1, *z.shape[2:])}: a signal must map [batch, pos, head, d_head] to "
-                "[batch, pos, head]"
-            )
-        self._layers[layer] = value[:, 0].float()
-        if layer == self.adapter.n_layers - 1:
-            missing = sorted(set(range(self.adapter.n_layers)) - set(self._layers))
+    def _reduce(self, act: Tensor, *, hook: Any, row: int, layer: int) -> None:
+        value = _reduced(self.spec, act[:, -1:], layer)
+        self._rows[row] = value[:, 0].float()
+        if row == self.spec.n_rows - 1:
+            missing = sorted(set(range(self.spec.n_rows)) - set(self._rows))
             if missing:
-                raise RuntimeError(f"hook_z of layers {missing} did not run in a generation step")
-            self._steps.append(torch.stack([self._layers[k] for k in range(layer + 1)], dim=1))
-            self._layers.clear()
+                lost = [self.spec.hook(self.spec.layers[r]) for r in missing]
+                raise RuntimeError(f"hooks {lost} did not run in a generation step")
+            self._steps.append(torch.stack([self._rows[k] for k in range(row + 1)], dim=1))
+            self._rows.clear()
 
     def values(
         self, generated_ids: Sequence[Sequence[int]], *, n_steps: int
     ) -> Float[Tensor, "batch time layer head"]:
-        """The recorded steps as ``[batch, n_steps, layer, head]``, NaN past each row's length."""
+        """The recorded steps as ``[batch, n_steps, row, unit]``, NaN past each row's length."""
         lengths = [len(g) for g in generated_ids]
         if len(self._steps) < max(lengths):
             raise RuntimeError(
                 f"recorded {len(self._steps)} generation steps for continuations of up to "
                 f"{max(lengths)} tokens: was generate() run inside the recorder's hooks?"
             )
-        out = torch.full((len(lengths), n_steps, self.adapter.n_layers, self.adapter.n_heads), float("nan"))
-        steps = torch.stack(self._steps[:n_steps], dim=1).cpu()  # [batch, time, layer, head]
+        out = torch.full((len(lengths), n_steps, self.spec.n_rows, self.spec.size), float("nan"))
+        steps = torch.stack(self._steps[:n_steps], dim=1).cpu()  # [batch, time, row, unit]
         for i, n in enumerate(lengths):
             out[i, :n] = steps[i, :n]
         self._steps.clear()
         return out
 
 
+def _reduced(spec: UnitSpec, act: Tensor, layer: int) -> Tensor:
+    """``spec.reduce`` on ``act`` ``[batch, pos, ...]``, its shape checked: ``[batch, pos, size]``."""
+    value = spec.reduce(act, layer)
+    want = (act.shape[0], act.shape[1], spec.size)
+    if not isinstance(value, Tensor) or tuple(value.shape) != want:
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        if spec.kind == "heads":
+            what = "signal", "a signal must map [batch, pos, head, d_head] to [batch, pos, head]"
+        else:
+            what = "reducer", f"a {spec.kind} reducer must map [batch, pos, ...] to [batch, pos, {spec.size}]"
+        raise ValueError(f"{what[0]} returned shape {got} for an activation of shape {tuple(act.shape)}: {what[1]}")
+    return value
+
+
 def teacher_forced_signals(
     adapter: ModelAdapter,
     prompt_ids: Sequence[Sequence[int]],
     generated_ids: Sequence[Sequence[int]],
-    signal_fn: Callable[..., Tensor],
+    units: UnitSpec | Callable[..., Tensor],
     *,
     n_steps: int | None = None,
 ) -> Float[Tensor, "batch time layer head"]:
-    """One batch's signals from teacher-forced, right-padded passes over the sequences.
+    """One batch's unit values from teacher-forced, right-padded passes over the sequences.
 
-    ``out[i, t]`` is the signal at position ``len(prompt_ids[i]) - 1 + t`` of
+    ``units`` is a :class:`~synergy_lens.record.kinds.UnitSpec` or a head signal function
+    (every head). ``out[i, t]`` is the value at position ``len(prompt_ids[i]) - 1 + t`` of
     ``prompt_ids[i] + generated_ids[i]``: the step that produced generated token ``t``. The
     last generated token is never fed (no step reads it). Steps at or past
     ``len(generated_ids[i])`` (up to ``n_steps``, default the longest continuation) are NaN.
-    Returns a float32 CPU tensor.
+    Returns a float32 CPU tensor ``[batch, time, row, unit]``.
 
     On CPU, where compute grows with the padded token count, rows of very different lengths
     (continuations that stopped at EOS early) go in separate passes when that saves more
     padding than a pass costs; elsewhere the batch is one pass.
     """
+    spec = as_spec(adapter, units)
     lengths = [len(g) for g in generated_ids]
     if not lengths or min(lengths) < 1:
         raise ValueError("every prompt needs at least one generated token to record")
@@ -367,7 +454,7 @@ def teacher_forced_signals(
     if max(lengths) > n_steps:
         raise ValueError(f"a continuation has {max(lengths)} tokens, more than n_steps={n_steps}")
     seqs = [[*p, *g[:-1]] for p, g in zip(prompt_ids, generated_ids)]
-    out = torch.full((len(seqs), n_steps, adapter.n_layers, adapter.n_heads), float("nan"))
+    out = torch.full((len(seqs), n_steps, spec.n_rows, spec.size), float("nan"))
     overhead = _PASS_OVERHEAD_TOKENS.get(adapter.device.type)
     for rows in _split_by_length([len(s) for s in seqs], overhead):
         values = _one_pass(
@@ -375,7 +462,7 @@ def teacher_forced_signals(
             [seqs[i] for i in rows],
             [len(prompt_ids[i]) - 1 for i in rows],
             [lengths[i] for i in rows],
-            signal_fn,
+            spec,
         )
         out[rows, : values.shape[1]] = values
     return out
@@ -390,42 +477,31 @@ def _one_pass(
     seqs: list[list[int]],
     starts: list[int],
     lengths: list[int],
-    signal_fn: Callable[..., Tensor],
+    spec: UnitSpec,
 ) -> Float[Tensor, "batch time layer head"]:
-    """One right-padded pass; hooks reduce hook_z to the signal at the recorded positions."""
+    """One right-padded pass; hooks reduce each row's activation at the recorded positions."""
     ids, mask = adapter.pad(seqs, side="right")
     device, steps = ids.device, max(lengths)
     offsets = torch.arange(steps, device=device)
     positions = (torch.tensor(starts, device=device)[:, None] + offsets).clamp(max=ids.shape[1] - 1)
-    n_layers, n_heads = adapter.n_layers, adapter.n_heads
-    out = torch.empty((len(seqs), steps, n_layers, n_heads), device=device)
+    out = torch.empty((len(seqs), steps, spec.n_rows, spec.size), device=device)
     recorded: set[int] = set()
 
-    def reduce_z(z: Tensor, *, hook: Any, layer: int) -> None:
-        index = positions[:, :, None, None].expand(-1, -1, z.shape[2], z.shape[3])
-        value = signal_fn(z.gather(1, index), adapter=adapter, layer=layer)
-        if tuple(value.shape) != (len(seqs), steps, n_heads):
-            raise ValueError(
-                f"signal returned shape {tuple(value.shape)} for z of shape "
-                f"{tuple(index.shape)}: a signal must map [batch, pos, head, d_head] to "
-                "[batch, pos, head]"
-            )
-        out[:, :, layer, :] = value.float()
-        recorded.add(layer)
-        if layer == n_layers - 1:
+    def reduce(act: Tensor, *, hook: Any, row: int, layer: int) -> None:
+        index = positions.view(len(seqs), steps, *([1] * (act.ndim - 2))).expand(-1, -1, *act.shape[2:])
+        out[:, :, row, :] = _reduced(spec, act.gather(1, index), layer).float()
+        recorded.add(row)
+        if row == spec.n_rows - 1:
             raise H.StopForward  # the rest of the network is not needed
 
-    fwd_hooks = [
-        (H.hook_z(layer), functools.partial(reduce_z, layer=layer)) for layer in range(n_layers)
-    ]
     with torch.inference_mode():
         try:
-            adapter.forward(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
+            adapter.forward(ids, attention_mask=mask, fwd_hooks=spec.hooks(reduce))
         except H.StopForward:
             pass
-    if len(recorded) != n_layers:
-        missing = sorted(set(range(n_layers)) - recorded)
-        raise RuntimeError(f"hook_z of layers {missing} never ran during the recording pass")
+    if len(recorded) != spec.n_rows:
+        lost = [spec.hook(spec.layers[r]) for r in sorted(set(range(spec.n_rows)) - recorded)]
+        raise RuntimeError(f"hooks {lost} never ran during the recording pass")
     out[offsets[None, :] >= torch.tensor(lengths, device=device)[:, None]] = float("nan")
     return out.cpu()
 

@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from synergy_lens.units import unit_label
+from synergy_lens.units import label_layers
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -154,7 +154,7 @@ def plot_head_grid(
             fig.add_trace(go.Scatter(
                 x=[h for _, h in pairs], y=[layer for layer, _ in pairs], mode="markers", name=f"{group} heads",
                 marker={"symbol": symbol, "size": 14, "color": color, "line": {"width": 2.5, "color": color}},
-                text=[unit_label(layer, h) for layer, h in pairs], hovertemplate="%{text}: " + group + "<extra></extra>",
+                text=[labels[layer, h] for layer, h in pairs], hovertemplate="%{text}: " + group + "<extra></extra>",
             ))
     unstable = getattr(scores, "unstable", None)
     if unstable is not None and bool(unstable.any()):
@@ -162,10 +162,13 @@ def plot_head_grid(
         fig.add_trace(go.Scatter(
             x=[h for _, h in cells], y=[layer for layer, _ in cells], mode="markers", name="unstable heads",
             marker={"symbol": "x-thin-open", "size": 12, "color": "#000000", "line": {"width": 2, "color": "#000000"}},
-            text=[unit_label(layer, h) for layer, h in cells],
+            text=[labels[layer, h] for layer, h in cells],
             hovertemplate="%{text}: series too coarse to estimate (unstable)<extra></extra>",
         ))
     fig.update_yaxes(range=[n_layers - 0.5, -0.5], showgrid=False, dtick=max(1, n_layers // 15))
+    model_layers = label_layers(list(labels.ravel()), n_heads)
+    if model_layers != list(range(n_layers)):  # a subset of layers: name the model's layer of each row
+        fig.update_yaxes(tickvals=list(range(n_layers)), ticktext=[str(v) for v in model_layers], dtick=None)
     fig.update_xaxes(range=[-0.5, n_heads - 0.5], showgrid=False, dtick=1)
     S.style_figure(
         fig, title=title or f"Heads coloured by {_SCORE_TITLES.get(name, name)}",
