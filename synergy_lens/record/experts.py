@@ -40,7 +40,8 @@ indices) and its own fused ``experts`` module, once per expert, with each token 
 that expert alone and the router's weight for it: the module then returns exactly the
 expert's weighted output for those tokens. On TransformerLens 3.9's HookedTransformer the
 MoE layer routes inline, so the unit reads ``blocks.{L}.ln2.hook_normalized``, finishes the
-norm with ``ln2``'s own weight (and bias), and repeats ``MoE.forward``'s routing (softmax,
+norm with ``ln2``'s own weight and bias where it has them (``from_pretrained`` folds them into
+the MoE weights by default, leaving ``RMSNormPre``), and repeats ``MoE.forward``'s routing (softmax,
 top-k, renormalised when ``cfg.norm_topk_prob``) with the layer's own ``W_gate`` and expert
 modules. Checked on Mixtral, OLMoE and Qwen3-MoE (bridge; Mixtral and OLMoE also hooked).
 Another transformers family whose block has the same ``gate``/``experts`` interface works

@@ -148,3 +148,22 @@ def test_expert_out_of_range(moe):
     act = torch.zeros(1, 2, moe.d_model)
     with pytest.raises(ValueError, match="experts 0..3"):
         expert_contributions(moe, 0, act, experts=[4])
+
+
+@pytest.mark.skipif("hooked" not in available_backends(), reason="HookedTransformer needs TransformerLens 3.9")
+@pytest.mark.parametrize("arch", ["mixtral", "olmoe"])
+def test_hooked_with_folded_layer_norm(arch):
+    """HookedTransformer.from_pretrained folds ln2's weight into the MoE (ln2 becomes RMSNormPre):
+    the units then read the MoE input directly, and (a) still holds."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = tiny_model("hooked", arch=arch, seed=3, **SIZES)
+    model.process_weights_(fold_ln=True, center_writing_weights=False, center_unembed=False)
+    assert type(model.blocks[0].ln2).__name__ == "RMSNormPre"
+    adapter = adapt(model)
+    spec = resolve_units(adapter, "experts")
+    got = _run(adapter, spec)
+    for layer in spec.layers:
+        with torch.inference_mode():
+            terms = expert_contributions(adapter, layer, got[("in", layer)])
+        assert_close(terms.sum(-2), got[("out", layer)], atol=1e-5, rtol=0)
