@@ -158,7 +158,7 @@ def prepare_units(adapter: ModelAdapter, grid: UnitGrid, mode: str, reference: A
     if grid.kind == "experts":
         from synergy_lens.intervene.experts import prepare_expert_reference
 
-        return prepare_expert_reference(adapter, grid, mode, reference_sequences(adapter, reference))
+        return prepare_expert_reference(adapter, _spec(adapter, grid), mode, reference_sequences(adapter, reference))
     cache = reference if isinstance(reference, _ResampleState) else _activation_cache(adapter, grid, reference)
     if mode == "resample":
         return cache
@@ -201,7 +201,7 @@ def unit_ablation_hooks(
     if grid.kind == "experts":
         from synergy_lens.intervene.experts import expert_ablation_hooks
 
-        return expert_ablation_hooks(adapter, grid, mask, mode=mode, state=state)
+        return expert_ablation_hooks(adapter, _spec(adapter, grid), mask, mode=mode, state=state)
     if grid.kind not in _HOOKS:
         raise ValueError(
             f"units of kind {grid.kind!r} come from your own reducer and have no single place to write "
@@ -261,6 +261,13 @@ def _grid_for(adapter: ModelAdapter, units: Any, grid: Any) -> UnitGrid:
     if len(kinds) > 1:
         raise ValueError(f"units of several kinds {sorted(kinds)}: ablate each kind in its own ablate_units block")
     return kind_grid(adapter, kinds.pop())
+
+
+def _spec(adapter: ModelAdapter, grid: UnitGrid) -> Any:
+    """The recording spec of the grid's units (its hooks and reducer)."""
+    from synergy_lens.record.kinds import resolve_units
+
+    return resolve_units(adapter, grid.kind, layers=list(grid.layers))
 
 
 def kind_grid(adapter: ModelAdapter, kind: str, layers: Sequence[int] | None = None) -> UnitGrid:

@@ -175,7 +175,8 @@ def activity_tokens_view(
 
     Args:
         activity: a ``HeadActivity``.
-        head: ``"L5H3"`` or ``(layer, head)``.
+        head: a unit label of the recording (``"L5H3"``, ``"L5.mlp"``, ``"L5N7"``, ...) or
+            ``(layer, head)`` (row and unit of the recording's grid).
         prompt: index of the prompt.
         tokens: the generated tokens as strings; else decoded with ``tokenizer`` (e.g.
             ``model.tokenizer``); else the raw ids are shown.
@@ -183,7 +184,11 @@ def activity_tokens_view(
     Token ``t`` gets ``activity.values[prompt, t, layer, head]``, the activity at the step
     that produced it (the recording's time index).
     """
-    ((layer, h),) = parse_heads([head])
+    labels = list(activity.unit_labels())
+    if isinstance(head, str) and head.strip() in labels:  # any kind of unit: "L5H3", "L5.mlp", "L5N7"
+        layer, h = divmod(labels.index(head.strip()), activity.n_heads)
+    else:
+        ((layer, h),) = parse_heads([head])
     if not (0 <= layer < activity.n_layers and 0 <= h < activity.n_heads):
         raise ValueError(f"head {unit_label(layer, h)} is outside the recording ({activity.n_layers} x {activity.n_heads})")
     if not 0 <= prompt < activity.n_prompts:

@@ -272,7 +272,13 @@ def _circuits(page: Report, run: RunResults) -> None:
         toks = tokens[prompt] if isinstance(tokens, list) and prompt < len(tokens) else None
         page.circuitsvis(activity_tokens_view(act, label, prompt, tokens=toks),
                          f"Generated text of prompt #{prompt}, each token coloured by the activity of {label} "
-                         "(the highest-scoring head) at the step that produced it.")
+                         f"(the highest-scoring {_unit_word(act)}) at the step that produced it.")
+
+
+def _unit_word(activity: Any) -> str:
+    """What one unit of the recording is, in words."""
+    return {"heads": "head", "attn": "attention sub-layer", "mlp": "MLP sub-layer", "mlp_neurons": "MLP neuron",
+            "experts": "expert", "custom": "unit", "sae": "SAE latent"}.get(getattr(activity, "unit_kind", "heads"), "unit")
 
 
 def build_report(run: RunResults, *, title: str | None = None) -> Report:
