@@ -214,8 +214,11 @@ def _rank0_rest(
 
     an = config.analysis
     run.add("layer_summary", layer_summary(scores, run.get(f"profile_{an.score}"), run.get("core")))
-    stages("graph topology of the synergy and redundancy networks")
-    run.add("topology", topology_table(result, density=an.density, seed=an.seed))
+    if hasattr(result, "sts"):
+        stages("graph topology of the synergy and redundancy networks")
+        run.add("topology", topology_table(result, density=an.density, seed=an.seed))
+    else:  # phiid.stream: per-unit means and the top pairs, not the whole matrices a graph needs
+        stages(f"graph topology: skipped (PhiID of {result.n_units} units was streamed and keeps no sts/rtr matrix)")
     if an.control != "none":
         stages(f"randomised control ({an.control}): record and decompose it")
         rec_kw = config.record.record_kwargs()

@@ -52,6 +52,7 @@ from synergy_lens.intervene.ablate import (
 )
 from synergy_lens.intervene.divergence import _divergences, score_orders, teacher_forced_sequences
 from synergy_lens.intervene.heads import head_label
+from synergy_lens.intervene.units import UnitGrid, prepare_units, unit_ablation_hooks, unit_grid
 from synergy_lens.models.adapter import ModelAdapter, adapt
 from synergy_lens.record.tasks import generate_tasks, score_answer
 from synergy_lens.units import normalised_depth
@@ -190,13 +191,29 @@ class AccuracyResult(SummaryRepr, SavedFields):
 
 def _condition(
     adapter: ModelAdapter, heads: list[tuple[int, int]], method: str, *, std: float, seed: int,
-    mode: str | AblationMode, reference: Any,
+    mode: str | AblationMode, reference: Any, grid: UnitGrid | None = None,
 ) -> contextlib.AbstractContextManager[Any]:
     if not heads:
         return contextlib.nullcontext()
+    if grid is not None:  # units other than every layer's heads: their hooks, the mode's prepared state
+        name = mode if isinstance(mode, str) else mode.name
+        return adapter.hooks(unit_ablation_hooks(adapter, grid, heads, mode=name, state=reference))
     if method == "noise":
         return noise_heads(adapter, heads, std=std, seed=seed)
     return ablate_heads(adapter, heads, mode=mode, reference=reference)
+
+
+def _units_of(adapter: ModelAdapter, scores: Any, method: str) -> UnitGrid | None:
+    """The grid of the scores' units, or None for every layer's heads (the paper's case)."""
+    grid = unit_grid(scores) if isinstance(getattr(scores, "labels", None), list) else unit_grid(adapter)
+    if grid == unit_grid(adapter):
+        return None
+    if method == "noise":
+        raise ValueError(
+            f"method='noise' perturbs attention-head weights, but these scores are of {grid.kind!r} units: "
+            "use method='ablate' (with mode='zero', 'mean' or 'resample')"
+        )
+    return grid
 
 
 def accuracy_under_ablation(
@@ -223,7 +240,8 @@ def accuracy_under_ablation(
     Args:
         model: a HookedTransformer, TransformerBridge or ``ModelAdapter``.
         scores: per-head scores, ``[layer, head]`` (larger = more synergistic) or a
-            ``HeadScores``.
+            ``HeadScores``; the ``HeadScores`` of other units (``record_activity(units=...)``)
+            ablate those units (``method="ablate"``, :func:`~.units.ablate_units`).
         tasks: objects with ``.prompt`` and ``.answer`` (default :func:`default_tasks`).
         fraction: share of heads in each ablated set (paper (B): 0.25).
         method: ``"noise"`` (paper (B): Gaussian noise on ``W_Q`` rows and ``W_O`` columns,
@@ -248,9 +266,14 @@ def accuracy_under_ablation(
         raise ValueError(f"unknown method {method!r}: use 'noise' (paper (B)) or 'ablate'")
     tasks = list(tasks) if tasks is not None else default_tasks()
     score_fn = _scorer(tasks, scorer)
-    k = max(1, round(fraction * adapter.n_units))
-    state = prepare_reference(adapter, mode, reference) if method == "ablate" else None
-    sets = _head_sets(adapter, scores, k, seed, n_random)
+    grid = _units_of(adapter, scores, method)
+    units: Any = adapter if grid is None else grid
+    k = max(1, round(fraction * units.n_units))
+    if grid is not None:
+        state = prepare_units(adapter, grid, mode if isinstance(mode, str) else mode.name, reference)
+    else:
+        state = prepare_reference(adapter, mode, reference) if method == "ablate" else None
+    sets = _head_sets(units, scores, k, seed, n_random)
     ids = _prompt_ids(adapter, tasks, chat_template)
     it = sets
     if progress:
@@ -259,7 +282,7 @@ def accuracy_under_ablation(
         it = tqdm(sets, desc="accuracy conditions", leave=False)
     correct, completions = [], []
     for _, s, heads in it:
-        with _condition(adapter, heads, method, std=std, seed=s, mode=mode, reference=state):
+        with _condition(adapter, heads, method, std=std, seed=s, mode=mode, reference=state, grid=grid):
             texts = _generate_answers(adapter, ids, max_new_tokens=max_new_tokens, batch_size=batch_size)
         completions.append(texts)
         correct.append([bool(score_fn(t, c)) for t, c in zip(tasks, texts)])
@@ -267,7 +290,7 @@ def accuracy_under_ablation(
         conditions=[name for name, _, _ in sets],
         seeds=[s if name == "random" else -1 for name, s, _ in sets],
         correct=torch.tensor(correct, dtype=torch.bool),
-        heads=[[head_label(*lh) for lh in heads] for _, _, heads in sets],
+        heads=[[units.label(*lh) if grid is not None else head_label(*lh) for lh in heads] for _, _, heads in sets],
         completions=completions,
         answers=[str(t.answer) for t in tasks],
         meta={
@@ -279,10 +302,10 @@ def accuracy_under_ablation(
 
 
 def _head_sets(
-    adapter: ModelAdapter, scores: Any, k: int, seed: int, n_random: int
+    adapter: ModelAdapter | UnitGrid, scores: Any, k: int, seed: int, n_random: int
 ) -> list[tuple[str, int, list[tuple[int, int]]]]:
-    """``(condition, seed, heads)``: clean, the top ``k`` synergistic and redundant heads, and
-    ``n_random`` random sets of ``k`` (seeds ``seed + i``)."""
+    """``(condition, seed, heads)``: clean, the top ``k`` synergistic and redundant units, and
+    ``n_random`` random sets of ``k`` (seeds ``seed + i``), on the model's heads or a unit grid."""
     orders = score_orders(scores, adapter.n_layers, adapter.n_heads)
     sets: list[tuple[str, int, list[tuple[int, int]]]] = [
         ("clean", -1, []),

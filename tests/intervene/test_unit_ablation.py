@@ -138,3 +138,29 @@ def test_expert_units_ablate_through_the_same_call():
         return torch.zeros_like(t)
 
     torch.testing.assert_close(all_off, _logits(moe, [(H.hook_mlp_out(0), zero)]), atol=ATOL, rtol=0)
+
+
+def test_accuracy_under_ablation_takes_unit_scores(tiny):
+    from synergy_lens.intervene.accuracy import (
+        _generate_answers,
+        _prompt_ids,
+        accuracy_under_ablation,
+        default_tasks,
+    )
+
+    act = record_activity(tiny, ["hello there", "a longer prompt", "xyz"], units="mlp", max_new_tokens=10,
+                          progress=False)
+    scores = sl.synergy_scores(sl.decompose(act, progress=False))
+    tasks = default_tasks(4)
+    res = accuracy_under_ablation(tiny, scores, tasks, fraction=0.5, method="ablate", n_random=1,
+                                  max_new_tokens=4, progress=False)
+    top = scores.labels[int(torch.argmax(scores.values.flatten()))]
+    assert res.conditions == ["clean", "synergistic", "redundant", "random"] and res.heads[1] == [top]
+    a = adapt(tiny)
+    ids = _prompt_ids(a, tasks, None)
+    with ablate_units(tiny, [top]):  # the same condition by hand
+        texts = _generate_answers(a, ids, max_new_tokens=4, batch_size=16)
+    assert res.completions[1] == texts
+    assert res.completions[0] == _generate_answers(a, ids, max_new_tokens=4, batch_size=16)
+    with pytest.raises(ValueError, match="method='ablate'"):
+        accuracy_under_ablation(tiny, scores, tasks, method="noise", progress=False)
