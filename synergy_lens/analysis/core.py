@@ -41,6 +41,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens._grid import LayerGrid
 from synergy_lens._io import SavedFields
 from synergy_lens.units import unit_label
 
@@ -55,7 +56,7 @@ Group = Literal["abstract", "memory"]
 
 
 @dataclass
-class Core(SavedFields):
+class Core(LayerGrid, SavedFields):
     """Abstract (core) and memory heads chosen by one per-head score.
 
     Attributes:
@@ -66,6 +67,7 @@ class Core(SavedFields):
     """
 
     FORMAT = "synergy_lens.Core/1"  # save/load: SavedFields
+    GRID = ("values", 0)  # n_layers, n_heads: LayerGrid
 
     values: Float[Tensor, "layer head"]
     abstract: Bool[Tensor, "layer head"]
@@ -73,14 +75,6 @@ class Core(SavedFields):
     score: str
     q: float
     labels: list[str]
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.values.shape[1])
 
     def __len__(self) -> int:
         return int(self.abstract.sum())

@@ -66,6 +66,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._collective import all_gather, check_collective, world
+from synergy_lens._grid import LayerGrid
 from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.analysis.scores import ScoreFn, get_score, symmetrize
@@ -191,7 +192,7 @@ def benjamini_hochberg(p: Any, q: float = 0.05) -> tuple[Any, Any]:
 
 
 @dataclass
-class SurrogateTest(SavedFields):
+class SurrogateTest(LayerGrid, SavedFields):
     """Per-pair and per-head p-values of PhiID against a surrogate null, with FDR control.
 
     Attributes:
@@ -209,6 +210,7 @@ class SurrogateTest(SavedFields):
     """
 
     FORMAT = "synergy_lens.SurrogateTest/1"  # save/load: SavedFields
+    GRID = ("observed", 1)  # n_layers, n_heads: LayerGrid
 
     scores: list[str]
     observed: Float[Tensor, "score layer head"]
@@ -231,14 +233,6 @@ class SurrogateTest(SavedFields):
     redundancy: str
     labels: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.observed.shape[1])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.observed.shape[2])
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}: {int(self.significant(s).sum())}" for s in self.scores)

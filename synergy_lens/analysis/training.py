@@ -16,33 +16,24 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from synergy_lens._grid import HeadLabels
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
 from synergy_lens.configs import SweepConfig
-from synergy_lens.units import unit_labels
 
 __all__ = ["CheckpointSummary", "SweepResult"]
 
 
-class _HeadGrid:
+class _HeadGrid(HeadLabels):
     """``n_layers``, ``n_heads`` and ``labels`` derived from the shapes of ``profile``
     (``[..., layer]``) and ``ranks`` (``[..., unit]``), not stored (format 1 stored them)."""
 
     profile: Tensor
     ranks: Tensor
 
-    @property
-    def n_layers(self) -> int:
-        return int(self.profile.shape[-1])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.ranks.shape[-1]) // self.n_layers
-
-    @property
-    def labels(self) -> list[str]:
-        """``"L{layer}H{head}"`` per unit (unit = layer * n_heads + head)."""
-        return unit_labels(self.n_layers, self.n_heads)
+    def _grid_sizes(self) -> tuple[int, ...]:
+        n_layers = int(self.profile.shape[-1])
+        return n_layers, int(self.ranks.shape[-1]) // n_layers
 
     @classmethod
     def _from_fields(cls, fields: dict[str, Any], version: int) -> Any:

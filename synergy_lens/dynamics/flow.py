@@ -63,9 +63,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens import hooks as H
+from synergy_lens._grid import LayerAxis
 from synergy_lens._io import SavedFields
 from synergy_lens.models.adapter import adapt
-from synergy_lens.units import normalised_depth
 
 __all__ = ["FLOW_METRICS", "Positions", "ResidualFlow", "residual_flow"]
 
@@ -90,7 +90,7 @@ _HOOKS = {
 
 
 @dataclass
-class ResidualFlow(SavedFields):
+class ResidualFlow(LayerAxis, SavedFields):
     """Per-layer residual-flow metrics (module docstring), with per-prompt values.
 
     Attributes:
@@ -104,6 +104,7 @@ class ResidualFlow(SavedFields):
     """
 
     FORMAT = "synergy_lens.ResidualFlow/1"  # save/load: SavedFields
+    GRID = ("per_prompt", 2)  # n_layers, depth: LayerAxis
 
     per_prompt: Float[Tensor, "metric prompt layer"]
     counts: Int[Tensor, "metric prompt layer"]
@@ -119,17 +120,8 @@ class ResidualFlow(SavedFields):
             raise ValueError(f"{len(self.metrics)} metric names for {self.per_prompt.shape[0]} metrics")
 
     @property
-    def n_layers(self) -> int:
-        return int(self.per_prompt.shape[2])
-
-    @property
     def n_prompts(self) -> int:
         return int(self.per_prompt.shape[1])
-
-    @property
-    def depth(self) -> Float[Tensor, " layer"]:
-        """Normalised depth ``layer / (n_layers - 1)``."""
-        return normalised_depth(self.n_layers)
 
     def mean(self, metric: str) -> Float[Tensor, " layer"]:
         """Token-weighted mean of one metric per layer (every counted token weighs the same)."""
