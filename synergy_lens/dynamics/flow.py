@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 from synergy_lens import hooks as H
 from synergy_lens._grid import LayerAxis
 from synergy_lens._io import SavedFields
+from synergy_lens._views import KeyedView
 from synergy_lens.models.adapter import adapt
 
 __all__ = ["FLOW_METRICS", "Positions", "ResidualFlow", "residual_flow"]
@@ -135,17 +136,9 @@ class ResidualFlow(LayerAxis, SavedFields):
         """Per-prompt means of one metric (rows are the units of a bootstrap)."""
         return self.per_prompt[self._index(metric)]
 
-    @property
-    def attn_cos(self) -> Float[Tensor, " layer"]:
-        return self.mean("attn_cos")
-
-    @property
-    def mlp_cos(self) -> Float[Tensor, " layer"]:
-        return self.mean("mlp_cos")
-
-    @property
-    def resid_cos(self) -> Float[Tensor, " layer"]:
-        return self.mean("resid_cos")
+    attn_cos = KeyedView("mean", "attn_cos", "Token-weighted mean ``attn_cos`` per layer, ``[layer]``.")
+    mlp_cos = KeyedView("mean", "mlp_cos", "Token-weighted mean ``mlp_cos`` per layer, ``[layer]``.")
+    resid_cos = KeyedView("mean", "resid_cos", "Token-weighted mean ``resid_cos`` per layer, ``[layer]``.")
 
     def _index(self, metric: str) -> int:
         if metric not in self.metrics:

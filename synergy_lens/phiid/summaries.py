@@ -46,6 +46,7 @@ from torch import Tensor
 
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
+from synergy_lens._views import KeyedView
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
 
 if TYPE_CHECKING:
@@ -134,15 +135,8 @@ class PairSummaries(SummaryRepr, SavedFields):
         """Per-unit means with the unit as target y: ``unit_mean[MIRROR]``."""
         return self.unit_mean[list(MIRROR)]
 
-    @property
-    def mean_sts(self) -> Float[Tensor, " unit"]:
-        """Mean persistent synergy over each unit's partners (nats)."""
-        return self.atom_mean("sts")
-
-    @property
-    def mean_rtr(self) -> Float[Tensor, " unit"]:
-        """Mean persistent redundancy over each unit's partners (nats)."""
-        return self.atom_mean("rtr")
+    mean_sts = KeyedView("atom_mean", "sts", "Mean persistent synergy over each unit's partners (nats), ``[unit]``.")
+    mean_rtr = KeyedView("atom_mean", "rtr", "Mean persistent redundancy over each unit's partners (nats), ``[unit]``.")
 
     @property
     def syn_minus_red(self) -> Float[Tensor, " unit"]:
