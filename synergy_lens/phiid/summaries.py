@@ -60,6 +60,11 @@ STREAM_SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
 ``analysis.scores`` defines it); a score on ``[unit, unit]`` matrices needs the dense path."""
 
 
+_KEPT_BY_MERGE = ("labels", "n_layers", "n_heads", "tau", "redundancy")
+"""The fields a merge copies from the first side (``merge`` checks that both sides have the
+same ``tau``, ``redundancy``, labels and number of units)."""
+
+
 @dataclass(repr=False)
 class PairSummaries(SummaryRepr, SavedFields):
     """Per-unit means of the 16 atoms over partners, and the top-k pairs by sts and rtr.
@@ -227,11 +232,7 @@ class PairSummaries(SummaryRepr, SavedFields):
         return PairSummaries(
             unit_mean=mean,
             n_partners=torch.maximum(self.n_partners, other.n_partners),
-            labels=self.labels,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            tau=self.tau,
-            redundancy=self.redundancy,
+            **{name: getattr(self, name) for name in _KEPT_BY_MERGE},
             aggregate="mean_over_prompts",
             n_prompts=self.n_prompts + other.n_prompts,
             constant_units=sorted(set(self.constant_units) | set(other.constant_units)),
