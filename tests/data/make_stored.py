@@ -36,7 +36,8 @@ LABELS = ["L0H0", "L0H1", "L1H0", "L1H1"]
 
 def _stored(cls: type, **values: object) -> dict[str, object]:
     """Those of ``values`` that ``cls`` stores as fields (format 1 of ``UnitStability`` stored
-    ``unstable`` and ``eps``; since format 2 they are derived)."""
+    ``unstable`` and ``eps``, format 1 of ``RankUncertainty`` ``in_core``; since format 2 they
+    are derived)."""
     import dataclasses
 
     stored = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -140,8 +141,8 @@ def examples() -> dict[str, object]:
             meta=dict(META)),
         "RankUncertainty": RankUncertainty(
             score="synergy_fraction", q=0.25, alpha=0.05, rank=_ramp(2, 2, start=4), rank_low=_ramp(2, 2),
-            rank_high=_ramp(2, 2, start=8), core_frequency=_ramp(2, 2) / 2, in_core=mask, n_boot=10, seed=2,
-            labels=list(LABELS), meta=dict(META)),
+            rank_high=_ramp(2, 2, start=8), core_frequency=_ramp(2, 2) / 2, n_boot=10, seed=2,
+            labels=list(LABELS), meta=dict(META), **_stored(RankUncertainty, in_core=mask)),
         "SurrogateTest": SurrogateTest(
             scores=["synergy_fraction"], observed=_ramp(1, 2, 2), aligned=_ramp(1, 2, 2, start=1),
             null_mean=_ramp(1, 2, 2, start=2), null_std=_ramp(1, 2, 2, start=3), null=_ramp(3, 1, 2, 2),
