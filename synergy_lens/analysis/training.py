@@ -19,6 +19,7 @@ from torch import Tensor
 from synergy_lens._grid import HeadLabels
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
+from synergy_lens.analysis.estimate import IndexEstimate
 from synergy_lens.configs import SweepConfig
 
 __all__ = ["CheckpointSummary", "SweepResult"]
@@ -43,7 +44,7 @@ class _HeadGrid(HeadLabels):
 
 
 @dataclass(repr=False)
-class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
+class CheckpointSummary(_HeadGrid, IndexEstimate, SavedFields, SummaryRepr):
     """One checkpoint's numbers (what a sweep saves as soon as the checkpoint is done)."""
 
     FORMAT = "synergy_lens.CheckpointSummary/2"  # /2: labels, n_layers, n_heads derived
@@ -52,10 +53,6 @@ class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
     step: float
     """Training step when known (NaN otherwise)."""
     scores: list[str]
-    index: Float[Tensor, " score"]
-    ci_low: Float[Tensor, " score"]
-    ci_high: Float[Tensor, " score"]
-    p: Float[Tensor, " score"]
     profile: Float[Tensor, "score layer"]
     ranks: Float[Tensor, " unit"]
     """Ordinal rank of each head under the sweep's score (1 = least synergistic)."""
@@ -65,7 +62,7 @@ class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
 
 
 @dataclass(repr=False)
-class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
+class SweepResult(_HeadGrid, IndexEstimate, SavedFields, SummaryRepr):
     """The sweep's numbers over checkpoints (in the order given).
 
     ``index``/``ci_low``/``ci_high``/``p`` are ``[checkpoint, score]``, ``profile`` is
@@ -78,10 +75,6 @@ class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
     steps: Float[Tensor, " checkpoint"]
     scores: list[str]
     score: str
-    index: Float[Tensor, "checkpoint score"]
-    ci_low: Float[Tensor, "checkpoint score"]
-    ci_high: Float[Tensor, "checkpoint score"]
-    p: Float[Tensor, "checkpoint score"]
     profile: Float[Tensor, "checkpoint score layer"]
     ranks: Float[Tensor, "checkpoint unit"]
     core: list[list[str]]
@@ -96,10 +89,7 @@ class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
             steps=torch.tensor([s.step for s in summaries], dtype=torch.float64),
             scores=list(first.scores),
             score=config.score,
-            index=torch.stack([s.index for s in summaries]),
-            ci_low=torch.stack([s.ci_low for s in summaries]),
-            ci_high=torch.stack([s.ci_high for s in summaries]),
-            p=torch.stack([s.p for s in summaries]),
+            **IndexEstimate.stacked(summaries),
             profile=torch.stack([s.profile for s in summaries]),
             ranks=torch.stack([s.ranks for s in summaries]),
             core=[list(s.core) for s in summaries],
@@ -136,14 +126,14 @@ class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
         rows = []
         for c, name in enumerate(self.checkpoints):
             for s, score in enumerate(self.scores):
-                p = float(self.p[c, s])
+                index, low, high, p = self.estimate(c, s)
                 rows.append({
                     "checkpoint": name,
                     "step": float(self.steps[c]),
                     "score": score,
-                    "index": float(self.index[c, s]),
-                    "ci_low": float(self.ci_low[c, s]),
-                    "ci_high": float(self.ci_high[c, s]),
+                    "index": index,
+                    "ci_low": low,
+                    "ci_high": high,
                     "p_null": p,
                     "above_null": bool(p <= alpha),
                     "synred_spearman": float(self.synred_spearman[c]),
