@@ -5,6 +5,10 @@ p-values, ``[metric, prompt, layer]`` flows). Their ``n_layers``, ``n_heads``, `
 ``depth`` and, where a class does not store them, ``labels`` are derived here, from the
 shape, so that no result keeps a copy that could disagree with its tensors.
 
+:class:`LabelledGrid` adds the fields most per-head results share, ``labels`` (stored: a
+recording may label its units its own way) and ``meta``, keyword-only, with the first
+columns of their per-head tables (:func:`unit_columns`).
+
 A class names the tensor and the position of its layer axis in ``GRID``; the head axis, if
 any, follows it::
 
@@ -16,14 +20,23 @@ any, follows it::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from jaxtyping import Float64
+from jaxtyping import Bool, Float64
 from torch import Tensor
 
 from synergy_lens.units import normalised_depth, unit_labels
 
-__all__ = ["HeadLabels", "LayerAxis", "LayerGrid"]
+__all__ = ["HeadLabels", "LabelledGrid", "LayerAxis", "LayerGrid", "unit_columns"]
+
+
+def unit_columns(labels: Sequence[str], n_heads: int) -> dict[str, list[Any]]:
+    """The ``label``, ``layer`` and ``head`` columns of a table with one row per unit, in unit
+    order (``unit = layer * n_heads + head``)."""
+    units = range(len(labels))
+    return {"label": list(labels), "layer": [u // n_heads for u in units], "head": [u % n_heads for u in units]}
 
 
 class LayerAxis:
@@ -66,3 +79,20 @@ class HeadLabels(LayerGrid):
     def labels(self) -> list[str]:
         """``"L{layer}H{head}"`` per unit, in unit order."""
         return unit_labels(self.n_layers, self.n_heads)
+
+
+@dataclass(kw_only=True, repr=False, eq=False)
+class LabelledGrid(LayerGrid):
+    """:class:`LayerGrid` plus the stored fields ``labels`` (one per unit) and ``meta``
+    (JSON-able extras), keyword-only, and what is read from them."""
+
+    labels: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def labels_where(self, mask: Bool[Tensor, "layer head"]) -> list[str]:
+        """Labels of the units where ``mask`` is true, in unit order."""
+        return [label for label, hit in zip(self.labels, mask.flatten().tolist()) if hit]
+
+    def unit_columns(self) -> dict[str, list[Any]]:
+        """``label``, ``layer``, ``head`` per unit: the first columns of a per-head table."""
+        return unit_columns(self.labels, self.n_heads)

@@ -41,7 +41,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens._grid import LayerGrid
+from synergy_lens._grid import LayerGrid, unit_columns
 from synergy_lens._io import SavedFields
 from synergy_lens.units import unit_label
 
@@ -157,12 +157,9 @@ class Core(LayerGrid, SavedFields):
             "abstract" if a else "memory" if m else "other"
             for a, m in zip(self.abstract.flatten().tolist(), self.memory.flatten().tolist())
         ]
-        units = range(self.n_layers * self.n_heads)
         return pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // self.n_heads for u in units],
-                "head": [u % self.n_heads for u in units],
+                **unit_columns(self.labels, self.n_heads),
                 "score": self.values.flatten().numpy(),
                 "group": group,
             }

@@ -93,7 +93,7 @@ from jaxtyping import Bool, Float
 from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
-from synergy_lens._grid import LayerGrid
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens._registry import Registry
 from synergy_lens.analysis.core import Core, select_core
@@ -263,7 +263,7 @@ def _grid(values: Tensor, n_layers: int, n_heads: int) -> Tensor:
 
 
 @dataclass
-class HeadScores(LayerGrid, SavedFields):
+class HeadScores(LabelledGrid, SavedFields):
     """Every per-head score of a model, labelled ``[layer, head]``.
 
     Attributes:
@@ -287,7 +287,7 @@ class HeadScores(LayerGrid, SavedFields):
     """
 
     FORMAT = "synergy_lens.HeadScores/1"  # save/load: SavedFields
-    GRID = ("values", 0)  # n_layers, n_heads, depth: LayerGrid
+    GRID = ("values", 0)  # n_layers, n_heads, depth: LabelledGrid (which holds labels and meta)
 
     mean_sts: Float[Tensor, "layer head"]
     mean_rtr: Float[Tensor, "layer head"]
@@ -297,8 +297,6 @@ class HeadScores(LayerGrid, SavedFields):
     values: Float[Tensor, "layer head"]
     spearman: float
     spearman_p: float
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
     syn_minus_red: Float[Tensor, "layer head"] | None = None
     unstable: Bool[Tensor, "layer head"] | None = None
     excluded: bool = False
@@ -315,7 +313,7 @@ class HeadScores(LayerGrid, SavedFields):
         """Labels of the heads marked unstable (empty when none or not checked)."""
         if self.unstable is None:
             return []
-        return [lab for lab, bad in zip(self.labels, self.unstable.flatten().tolist()) if bad]
+        return self.labels_where(self.unstable)
 
     def core(self, q: float = 0.25) -> Core:
         """The synergistic core: top ``q`` of heads by :attr:`values` (see :func:`find_core`)."""
@@ -348,9 +346,7 @@ class HeadScores(LayerGrid, SavedFields):
         )
         return pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // self.n_heads for u in units],
-                "head": [u % self.n_heads for u in units],
+                **self.unit_columns(),
                 "unit": list(units),
                 "depth": [float(depth[u // self.n_heads]) for u in units],
                 "mean_sts": self.mean_sts.flatten().numpy(),

@@ -33,7 +33,7 @@ leaves them out of every score.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +41,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens.units import unit_labels
 
@@ -52,7 +53,7 @@ __all__ = ["UnitStability", "unit_stability"]
 
 
 @dataclass
-class UnitStability(SavedFields):
+class UnitStability(LabelledGrid, SavedFields):
     """Which heads are too coarse to estimate, and why.
 
     Attributes:
@@ -66,14 +67,13 @@ class UnitStability(SavedFields):
     """
 
     FORMAT = "synergy_lens.UnitStability/2"  # /2: unstable and eps derived, not stored
+    GRID = ("distinct", 0)  # n_layers, n_heads: LabelledGrid (which holds labels and meta)
 
     distinct: Float[Tensor, "layer head"]
     spread_ulp: Float[Tensor, "layer head"]
     dtype: str
     min_distinct: float
     min_spread_ulp: float
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unstable(self) -> Bool[Tensor, "layer head"]:
@@ -105,7 +105,7 @@ class UnitStability(SavedFields):
 
     def unstable_labels(self) -> list[str]:
         """Labels of the flagged heads, in unit order."""
-        return [lab for lab, bad in zip(self.labels, self.unstable.flatten().tolist()) if bad]
+        return self.labels_where(self.unstable)
 
     def reasons(self) -> dict[str, str]:
         """``{label: why}`` for each flagged head."""
@@ -126,13 +126,9 @@ class UnitStability(SavedFields):
         """One row per head: label, layer, head, distinct, spread_ulp, unstable."""
         import pandas as pd
 
-        n_heads = int(self.unstable.shape[1])
-        units = range(self.unstable.numel())
         return pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // n_heads for u in units],
-                "head": [u % n_heads for u in units],
+                **self.unit_columns(),
                 "distinct": self.distinct.flatten().numpy(),
                 "spread_ulp": self.spread_ulp.flatten().numpy(),
                 "unstable": self.unstable.flatten().numpy(),

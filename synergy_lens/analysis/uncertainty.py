@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens.analysis.profile import bootstrap_head_scores, resample_counts
 from synergy_lens.analysis.scores import ScoreFn, get_score, synergy_scores
@@ -59,7 +60,7 @@ def descending_ranks(values: Float[Tensor, "... unit"]) -> Float[Tensor, "... un
 
 
 @dataclass
-class RankUncertainty(SavedFields):
+class RankUncertainty(LabelledGrid, SavedFields):
     """Bootstrap spread of every head's rank and of its core membership.
 
     Attributes:
@@ -72,6 +73,7 @@ class RankUncertainty(SavedFields):
     """
 
     FORMAT = "synergy_lens.RankUncertainty/2"  # /2: in_core derived from rank and q, not stored
+    GRID = ("rank", 0)  # n_layers, n_heads: LabelledGrid (which holds labels and meta)
 
     score: str
     q: float
@@ -82,8 +84,6 @@ class RankUncertainty(SavedFields):
     core_frequency: Float[Tensor, "layer head"]
     n_boot: int
     seed: int
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def in_core(self) -> Bool[Tensor, "layer head"]:
@@ -108,13 +108,9 @@ class RankUncertainty(SavedFields):
         """One row per head, by observed rank: label, layer, head, rank, CI, core frequency, in_core."""
         import pandas as pd
 
-        n_heads = int(self.rank.shape[1])
-        units = range(self.rank.numel())
         frame = pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // n_heads for u in units],
-                "head": [u % n_heads for u in units],
+                **self.unit_columns(),
                 "rank": self.rank.flatten().numpy(),
                 "rank_low": self.rank_low.flatten().numpy(),
                 "rank_high": self.rank_high.flatten().numpy(),
