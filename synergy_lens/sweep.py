@@ -155,6 +155,8 @@ def analyse_checkpoint(
     model: Any, prompts: Sequence[Any], config: SweepConfig, name: str, step: float
 ) -> CheckpointSummary:
     """Record, decompose, test the profile against the null, find the core: one checkpoint."""
+    import torch
+
     from synergy_lens.analysis.headline import headline
     from synergy_lens.analysis.scores import ordinal_rank, synergy_scores
     from synergy_lens.phiid import PhiIDResult, decompose
@@ -176,10 +178,7 @@ def analyse_checkpoint(
         name=name,
         step=step,
         scores=list(config.scores),
-        index=hl.index.double(),
-        ci_low=hl.ci_low.double(),
-        ci_high=hl.ci_high.double(),
-        p=hl.p.double(),
+        **hl.estimate_tensors(torch.float64),
         profile=hl.profile.double(),
         ranks=ordinal_rank(scores.values.flatten().double()),
         core=list(core.labels_of()),

@@ -90,19 +90,22 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("prompts.csv", "a,b\n", ".txt file"),
+        ("empty.txt", "\n\n", "contains no prompts"),
+        ("broken.jsonl", '{"prompt": "ok"}\n{not json\n', "line 2: invalid JSON"),
+    ],
+)
+def test_bad_prompt_files(name, text, message, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_text(text)
+    code, _, err = invoke(["run", "--model", "tiny", "--prompts", str(path)], capsys)
+    assert code == 2 and message in err
+
+
 def test_bad_paths(tmp_path, capsys):
-    bad = tmp_path / "prompts.csv"
-    bad.write_text("a,b\n")
-    code, _, err = invoke(["run", "--model", "tiny", "--prompts", str(bad)], capsys)
-    assert code == 2 and ".txt file" in err
-    empty = tmp_path / "empty.txt"
-    empty.write_text("\n\n")
-    code, _, err = invoke(["run", "--model", "tiny", "--prompts", str(empty)], capsys)
-    assert code == 2 and "contains no prompts" in err
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"prompt": "ok"}\n{not json\n')
-    code, _, err = invoke(["run", "--model", "tiny", "--prompts", str(broken)], capsys)
-    assert code == 2 and "line 2: invalid JSON" in err
     afile = tmp_path / "file"
     afile.write_text("x")
     code, _, err = invoke(["run", *FAST, "--out", str(afile)], capsys)

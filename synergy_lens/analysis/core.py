@@ -41,6 +41,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens._grid import LayerGrid, unit_columns
 from synergy_lens._io import SavedFields
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ Group = Literal["abstract", "memory"]
 
 
 @dataclass
-class Core(SavedFields):
+class Core(LayerGrid, SavedFields):
     """Abstract (core) and memory heads chosen by one per-head score.
 
     Attributes:
@@ -65,6 +66,7 @@ class Core(SavedFields):
     """
 
     FORMAT = "synergy_lens.Core/1"  # save/load: SavedFields
+    GRID = ("values", 0)  # n_layers, n_heads: LayerGrid
 
     values: Float[Tensor, "layer head"]
     abstract: Bool[Tensor, "layer head"]
@@ -72,14 +74,6 @@ class Core(SavedFields):
     score: str
     q: float
     labels: list[str]
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.values.shape[1])
 
     def __len__(self) -> int:
         return int(self.abstract.sum())
@@ -162,12 +156,9 @@ class Core(SavedFields):
             "abstract" if a else "memory" if m else "other"
             for a, m in zip(self.abstract.flatten().tolist(), self.memory.flatten().tolist())
         ]
-        units = range(self.n_layers * self.n_heads)
         return pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // self.n_heads for u in units],
-                "head": [u % self.n_heads for u in units],
+                **unit_columns(self.labels, self.n_heads),
                 "score": self.values.flatten().numpy(),
                 "group": group,
             }

@@ -51,38 +51,32 @@ EnergyFn = Callable[[Tensor, dict[str, Any]], Tensor]
 ``context`` holds ``prompt_len`` (int or None), ``d_head`` (int or None), ``n_heads``."""
 
 
+ENERGY_DEFINITIONS: Registry[EnergyFn] = Registry("energy definition", hint="add one with register_energy")
+"""Registry of layer-energy definitions (module docstring); the built-in ones register below."""
 
+
+register_energy = ENERGY_DEFINITIONS.register
+"""``register_energy(name, fn=None, *, overwrite=False)`` adds a layer-energy definition
+:data:`EnergyFn` (module docstring); usable as a decorator."""
+
+
+@register_energy("mean_sq_norm")
 def _mean_sq_norm(v: Tensor, ctx: dict[str, Any]) -> Tensor:
     return v.pow(2).sum(-1).mean(0)
 
 
+@register_energy("per_dim")
 def _per_dim(v: Tensor, ctx: dict[str, Any]) -> Tensor:
     if not ctx.get("d_head"):
         raise ValueError("definition 'per_dim' needs d_head: the activity's model_config has none")
     return _mean_sq_norm(v, ctx) / (ctx["n_heads"] * ctx["d_head"])
 
 
+@register_energy("compute_weighted")
 def _compute_weighted(v: Tensor, ctx: dict[str, Any]) -> Tensor:
     start = ctx.get("prompt_len") or 1
     weights = torch.arange(v.shape[0], dtype=v.dtype, device=v.device) + start
     return (weights[:, None] * v.pow(2).sum(-1)).sum(0) / weights.sum()
-
-
-ENERGY_DEFINITIONS: Registry[EnergyFn] = Registry(
-    "energy definition",
-    hint="add one with register_energy",
-    entries=[
-        ("mean_sq_norm", _mean_sq_norm),
-        ("per_dim", _per_dim),
-        ("compute_weighted", _compute_weighted),
-    ],
-)
-"""Registry of layer-energy definitions (module docstring)."""
-
-
-register_energy = ENERGY_DEFINITIONS.register
-"""``register_energy(name, fn=None, *, overwrite=False)`` adds a layer-energy definition
-:data:`EnergyFn` (module docstring); usable as a decorator."""
 
 
 @dataclass

@@ -43,6 +43,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from synergy_lens._io import SavedFields
+from synergy_lens.analysis.estimate import IndexEstimate
 from synergy_lens.analysis.profile import (
     LayerProfile,
     layer_means,
@@ -108,16 +109,16 @@ def _p_upper(aligned: float, null: Tensor) -> float:
 
 
 @dataclass(repr=False)
-class Headline(SavedFields):
+class Headline(IndexEstimate, SavedFields):
     """Each score's layer profile, its bootstrap CI and its p-value against the surrogate null.
 
     Attributes:
         scores: the scores, in order; every tensor below has a leading ``score`` dim.
-        index, ci_low, ci_high: observed inverted-U index of the min-max scaled profile
-            and its bootstrap CI over prompts.
+        index, ci_low, ci_high, p (:class:`IndexEstimate`): observed inverted-U index of the
+            min-max scaled profile, its bootstrap CI over prompts, and the one-sided p-value
+            of ``aligned_index`` against ``null_index``.
         aligned_index: the index of the aligned statistic (what the null is compared with).
         null_index: ``[surrogate, score]`` null replicates of the index.
-        p: one-sided p-value of ``aligned_index`` against ``null_index``.
         profile, low, high: the observed scaled profiles and bands ``[score, layer]``.
         null_profile_mean: mean of the null's scaled profiles ``[score, layer]``.
         core: the core heads (labels) of ``core_score``; core_q: their BH-adjusted p-value
@@ -127,12 +128,8 @@ class Headline(SavedFields):
     """
 
     scores: list[str]
-    index: Float[Tensor, " score"]
-    ci_low: Float[Tensor, " score"]
-    ci_high: Float[Tensor, " score"]
     aligned_index: Float[Tensor, " score"]
     null_index: Float[Tensor, "surrogate score"]
-    p: Float[Tensor, " score"]
     profile: Float[Tensor, "score layer"]
     low: Float[Tensor, "score layer"]
     high: Float[Tensor, "score layer"]
@@ -164,7 +161,7 @@ class Headline(SavedFields):
     def sentence(self, score: str) -> str:
         """One sentence: the profile's shape, index and CI, and how it compares with the null."""
         k = self.scores.index(score)
-        idx, lo, hi, p = (float(t[k]) for t in (self.index, self.ci_low, self.ci_high, self.p))
+        idx, lo, hi, p = self.estimate(k)
         ci = None if math.isnan(lo) else (lo, hi)
         ci_txt = "" if ci is None else f" [{lo:.2f}, {hi:.2f}]"
         null = float(torch.nanmean(self.null_index[:, k])) if self.null_index.numel() else math.nan

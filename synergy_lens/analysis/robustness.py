@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from synergy_lens._collective import all_gather, check_collective, my_share
 from synergy_lens._io import SavedFields
+from synergy_lens.analysis.estimate import IndexEstimate
 from synergy_lens.analysis.headline import (
     HEADLINE_SCORES,
     Headline,
@@ -274,14 +275,15 @@ def _named(name: str, fn: Any) -> Any:
 
 
 @dataclass
-class Robustness(SavedFields):
+class Robustness(IndexEstimate, SavedFields):
     """The inverted-U index of every score under every analysis choice (module docstring).
 
     Attributes:
         variants: variant names, in order; scores: score names.
         settings: per variant, its settings (tau, detrend, aggregate, redundancy, label)
             and what happened (``n_prompts`` used, or ``skipped`` with a reason).
-        index, ci_low, ci_high, p, null_mean: ``[variant, score]`` (NaN where skipped).
+        index, ci_low, ci_high, p (:class:`IndexEstimate`), null_mean: ``[variant, score]``
+            (NaN where skipped).
         profile, null_profile: ``[variant, score, layer]`` scaled profiles (observed, null mean).
         alpha, n_surrogates, n_boot, seed: how it was computed.
     """
@@ -291,10 +293,6 @@ class Robustness(SavedFields):
     variants: list[str]
     scores: list[str]
     settings: dict[str, dict[str, Any]]
-    index: Float[Tensor, "variant score"]
-    ci_low: Float[Tensor, "variant score"]
-    ci_high: Float[Tensor, "variant score"]
-    p: Float[Tensor, "variant score"]
     null_mean: Float[Tensor, "variant score"]
     profile: Float[Tensor, "variant score layer"]
     null_profile: Float[Tensor, "variant score layer"]
@@ -315,11 +313,10 @@ class Robustness(SavedFields):
         for v, name in enumerate(self.variants):
             st = self.settings[name]
             for s, score in enumerate(self.scores):
-                p = float(self.p[v, s])
+                index, low, high, p = self.estimate(v, s)
                 rows.append({
                     "choice": name, "what": st.get("label", ""), "score": score,
-                    "inverted_u": float(self.index[v, s]), "ci_low": float(self.ci_low[v, s]),
-                    "ci_high": float(self.ci_high[v, s]), "null_mean": float(self.null_mean[v, s]), "p": p,
+                    "inverted_u": index, "ci_low": low, "ci_high": high, "null_mean": float(self.null_mean[v, s]), "p": p,
                     "above_null": bool(p <= self.alpha) if math.isfinite(p) else None,
                     "n_prompts": st.get("n_prompts"), "note": st.get("skipped", ""),
                 })

@@ -93,11 +93,11 @@ from jaxtyping import Bool, Float
 from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens._registry import Registry
 from synergy_lens.analysis.core import Core, select_core
 from synergy_lens.phiid.summaries import PairSummaries
-from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -263,7 +263,7 @@ def _grid(values: Tensor, n_layers: int, n_heads: int) -> Tensor:
 
 
 @dataclass
-class HeadScores(SavedFields):
+class HeadScores(LabelledGrid, SavedFields):
     """Every per-head score of a model, labelled ``[layer, head]``.
 
     Attributes:
@@ -287,6 +287,7 @@ class HeadScores(SavedFields):
     """
 
     FORMAT = "synergy_lens.HeadScores/1"  # save/load: SavedFields
+    GRID = ("values", 0)  # n_layers, n_heads, depth: LabelledGrid (which holds labels and meta)
 
     mean_sts: Float[Tensor, "layer head"]
     mean_rtr: Float[Tensor, "layer head"]
@@ -296,25 +297,10 @@ class HeadScores(SavedFields):
     values: Float[Tensor, "layer head"]
     spearman: float
     spearman_p: float
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
     syn_minus_red: Float[Tensor, "layer head"] | None = None
     unstable: Bool[Tensor, "layer head"] | None = None
     excluded: bool = False
     agreement: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.values.shape[1])
-
-    @property
-    def depth(self) -> Float[Tensor, " layer"]:
-        """Normalised depth ``layer / (n_layers - 1)`` in [0, 1] (0 for a one-layer model)."""
-        return normalised_depth(self.n_layers)
 
     def __repr__(self) -> str:
         flagged = "" if self.unstable is None else f", {int(self.unstable.sum())} unstable heads"
@@ -327,7 +313,7 @@ class HeadScores(SavedFields):
         """Labels of the heads marked unstable (empty when none or not checked)."""
         if self.unstable is None:
             return []
-        return [lab for lab, bad in zip(self.labels, self.unstable.flatten().tolist()) if bad]
+        return self.labels_where(self.unstable)
 
     def core(self, q: float = 0.25) -> Core:
         """The synergistic core: top ``q`` of heads by :attr:`values` (see :func:`find_core`)."""
@@ -360,9 +346,7 @@ class HeadScores(SavedFields):
         )
         return pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // self.n_heads for u in units],
-                "head": [u % self.n_heads for u in units],
+                **self.unit_columns(),
                 "unit": list(units),
                 "depth": [float(depth[u // self.n_heads]) for u in units],
                 "mean_sts": self.mean_sts.flatten().numpy(),

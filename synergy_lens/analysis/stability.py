@@ -33,7 +33,7 @@ leaves them out of every score.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +41,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens.units import unit_labels
 
@@ -52,29 +53,49 @@ __all__ = ["UnitStability", "unit_stability"]
 
 
 @dataclass
-class UnitStability(SavedFields):
+class UnitStability(LabelledGrid, SavedFields):
     """Which heads are too coarse to estimate, and why.
 
     Attributes:
-        unstable: ``[layer, head]`` mask of the flagged heads.
         distinct: median over prompts of the distinct-value fraction, ``[layer, head]``.
         spread_ulp: median over prompts of ``std / |mean| / eps``, ``[layer, head]``.
-        eps: machine epsilon used; dtype: its dtype name.
+        dtype: the dtype name the model ran in.
         min_distinct, min_spread_ulp: the thresholds.
         labels: unit labels; meta: JSON-able extras.
+        unstable (derived): ``[layer, head]`` mask of the flagged heads.
+        eps (derived): the machine epsilon of ``dtype``.
     """
 
-    FORMAT = "synergy_lens.UnitStability/1"  # save/load: SavedFields
+    FORMAT = "synergy_lens.UnitStability/2"  # /2: unstable and eps derived, not stored
+    GRID = ("distinct", 0)  # n_layers, n_heads: LabelledGrid (which holds labels and meta)
 
-    unstable: Bool[Tensor, "layer head"]
     distinct: Float[Tensor, "layer head"]
     spread_ulp: Float[Tensor, "layer head"]
-    eps: float
     dtype: str
     min_distinct: float
     min_spread_ulp: float
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unstable(self) -> Bool[Tensor, "layer head"]:
+        """Heads whose median distinct fraction or median spread is below its threshold (or NaN)."""
+        return self._too_few_distinct() | self._too_narrow()
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon of :attr:`dtype` (the unit of :attr:`spread_ulp`)."""
+        return float(torch.finfo(getattr(torch, self.dtype)).eps)
+
+    def _too_few_distinct(self) -> Bool[Tensor, "layer head"]:
+        return ~(self.distinct >= self.min_distinct)
+
+    def _too_narrow(self) -> Bool[Tensor, "layer head"]:
+        return ~(self.spread_ulp >= self.min_spread_ulp)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any], version: int) -> UnitStability:
+        if version < 2:  # format 1 stored the two derived values too
+            fields = {k: v for k, v in fields.items() if k not in ("unstable", "eps")}
+        return cls(**fields)
 
     def __len__(self) -> int:
         return int(self.unstable.sum())
@@ -84,34 +105,30 @@ class UnitStability(SavedFields):
 
     def unstable_labels(self) -> list[str]:
         """Labels of the flagged heads, in unit order."""
-        return [lab for lab, bad in zip(self.labels, self.unstable.flatten().tolist()) if bad]
+        return self.labels_where(self.unstable)
 
     def reasons(self) -> dict[str, str]:
         """``{label: why}`` for each flagged head."""
         out = {}
         flat_d, flat_s = self.distinct.flatten().tolist(), self.spread_ulp.flatten().tolist()
+        few, narrow = self._too_few_distinct().flatten().tolist(), self._too_narrow().flatten().tolist()
         for u, label in enumerate(self.labels):
-            if not bool(self.unstable.flatten()[u]):
-                continue
             why = []
-            if not flat_d[u] >= self.min_distinct:
+            if few[u]:
                 why.append(f"{100 * flat_d[u]:.0f}% distinct values")
-            if not flat_s[u] >= self.min_spread_ulp:
+            if narrow[u]:
                 why.append(f"spread {flat_s[u]:.0f} ulp of {self.dtype}")
-            out[label] = ", ".join(why)
+            if why:
+                out[label] = ", ".join(why)
         return out
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per head: label, layer, head, distinct, spread_ulp, unstable."""
         import pandas as pd
 
-        n_heads = int(self.unstable.shape[1])
-        units = range(self.unstable.numel())
         return pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // n_heads for u in units],
-                "head": [u % n_heads for u in units],
+                **self.unit_columns(),
                 "distinct": self.distinct.flatten().numpy(),
                 "spread_ulp": self.spread_ulp.flatten().numpy(),
                 "unstable": self.unstable.flatten().numpy(),
@@ -180,12 +197,9 @@ def unit_stability(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no valid prompt)
         med_d = np.nanmedian(distinct, axis=0)
         med_s = np.nanmedian(spread, axis=0)
-    bad = ~(med_d >= min_distinct) | ~(med_s >= min_spread_ulp)
     out = UnitStability(
-        unstable=torch.from_numpy(bad).reshape(n_layers, n_heads),
         distinct=torch.from_numpy(med_d).reshape(n_layers, n_heads),
         spread_ulp=torch.from_numpy(med_s).reshape(n_layers, n_heads),
-        eps=eps,
         dtype=dtype_name,
         min_distinct=float(min_distinct),
         min_spread_ulp=float(min_spread_ulp),

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
@@ -66,6 +66,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens._collective import all_gather, check_collective, world
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.analysis.scores import ScoreFn, get_score, symmetrize
@@ -191,7 +192,7 @@ def benjamini_hochberg(p: Any, q: float = 0.05) -> tuple[Any, Any]:
 
 
 @dataclass
-class SurrogateTest(SavedFields):
+class SurrogateTest(LabelledGrid, SavedFields):
     """Per-pair and per-head p-values of PhiID against a surrogate null, with FDR control.
 
     Attributes:
@@ -209,6 +210,7 @@ class SurrogateTest(SavedFields):
     """
 
     FORMAT = "synergy_lens.SurrogateTest/1"  # save/load: SavedFields
+    GRID = ("observed", 1)  # n_layers, n_heads: LabelledGrid (which holds labels and meta)
 
     scores: list[str]
     observed: Float[Tensor, "score layer head"]
@@ -229,16 +231,6 @@ class SurrogateTest(SavedFields):
     seed: int
     tau: int
     redundancy: str
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.observed.shape[1])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.observed.shape[2])
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}: {int(self.significant(s).sum())}" for s in self.scores)
@@ -265,12 +257,7 @@ class SurrogateTest(SavedFields):
         """One row per head: label, layer, head and, per score, observed, aligned, null mean/std, p, q, significant."""
         import pandas as pd
 
-        units = range(self.n_layers * self.n_heads)
-        frame: dict[str, Any] = {
-            "label": self.labels,
-            "layer": [u // self.n_heads for u in units],
-            "head": [u % self.n_heads for u in units],
-        }
+        frame: dict[str, Any] = self.unit_columns()
         for k, s in enumerate(self.scores):
             frame[f"{s}"] = self.observed[k].flatten().numpy()
             frame[f"{s}_aligned"] = self.aligned[k].flatten().numpy()

@@ -16,33 +16,25 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from synergy_lens._grid import HeadLabels
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
+from synergy_lens.analysis.estimate import IndexEstimate
 from synergy_lens.configs import SweepConfig
-from synergy_lens.units import unit_labels
 
 __all__ = ["CheckpointSummary", "SweepResult"]
 
 
-class _HeadGrid:
+class _HeadGrid(HeadLabels):
     """``n_layers``, ``n_heads`` and ``labels`` derived from the shapes of ``profile``
     (``[..., layer]``) and ``ranks`` (``[..., unit]``), not stored (format 1 stored them)."""
 
     profile: Tensor
     ranks: Tensor
 
-    @property
-    def n_layers(self) -> int:
-        return int(self.profile.shape[-1])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.ranks.shape[-1]) // self.n_layers
-
-    @property
-    def labels(self) -> list[str]:
-        """``"L{layer}H{head}"`` per unit (unit = layer * n_heads + head)."""
-        return unit_labels(self.n_layers, self.n_heads)
+    def _grid_sizes(self) -> tuple[int, ...]:
+        n_layers = int(self.profile.shape[-1])
+        return n_layers, int(self.ranks.shape[-1]) // n_layers
 
     @classmethod
     def _from_fields(cls, fields: dict[str, Any], version: int) -> Any:
@@ -52,7 +44,7 @@ class _HeadGrid:
 
 
 @dataclass(repr=False)
-class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
+class CheckpointSummary(_HeadGrid, IndexEstimate, SavedFields, SummaryRepr):
     """One checkpoint's numbers (what a sweep saves as soon as the checkpoint is done)."""
 
     FORMAT = "synergy_lens.CheckpointSummary/2"  # /2: labels, n_layers, n_heads derived
@@ -61,10 +53,6 @@ class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
     step: float
     """Training step when known (NaN otherwise)."""
     scores: list[str]
-    index: Float[Tensor, " score"]
-    ci_low: Float[Tensor, " score"]
-    ci_high: Float[Tensor, " score"]
-    p: Float[Tensor, " score"]
     profile: Float[Tensor, "score layer"]
     ranks: Float[Tensor, " unit"]
     """Ordinal rank of each head under the sweep's score (1 = least synergistic)."""
@@ -74,7 +62,7 @@ class CheckpointSummary(_HeadGrid, SavedFields, SummaryRepr):
 
 
 @dataclass(repr=False)
-class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
+class SweepResult(_HeadGrid, IndexEstimate, SavedFields, SummaryRepr):
     """The sweep's numbers over checkpoints (in the order given).
 
     ``index``/``ci_low``/``ci_high``/``p`` are ``[checkpoint, score]``, ``profile`` is
@@ -87,10 +75,6 @@ class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
     steps: Float[Tensor, " checkpoint"]
     scores: list[str]
     score: str
-    index: Float[Tensor, "checkpoint score"]
-    ci_low: Float[Tensor, "checkpoint score"]
-    ci_high: Float[Tensor, "checkpoint score"]
-    p: Float[Tensor, "checkpoint score"]
     profile: Float[Tensor, "checkpoint score layer"]
     ranks: Float[Tensor, "checkpoint unit"]
     core: list[list[str]]
@@ -105,10 +89,7 @@ class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
             steps=torch.tensor([s.step for s in summaries], dtype=torch.float64),
             scores=list(first.scores),
             score=config.score,
-            index=torch.stack([s.index for s in summaries]),
-            ci_low=torch.stack([s.ci_low for s in summaries]),
-            ci_high=torch.stack([s.ci_high for s in summaries]),
-            p=torch.stack([s.p for s in summaries]),
+            **IndexEstimate.stacked(summaries),
             profile=torch.stack([s.profile for s in summaries]),
             ranks=torch.stack([s.ranks for s in summaries]),
             core=[list(s.core) for s in summaries],
@@ -145,14 +126,14 @@ class SweepResult(_HeadGrid, SavedFields, SummaryRepr):
         rows = []
         for c, name in enumerate(self.checkpoints):
             for s, score in enumerate(self.scores):
-                p = float(self.p[c, s])
+                index, low, high, p = self.estimate(c, s)
                 rows.append({
                     "checkpoint": name,
                     "step": float(self.steps[c]),
                     "score": score,
-                    "index": float(self.index[c, s]),
-                    "ci_low": float(self.ci_low[c, s]),
-                    "ci_high": float(self.ci_high[c, s]),
+                    "index": index,
+                    "ci_low": low,
+                    "ci_high": high,
                     "p_null": p,
                     "above_null": bool(p <= alpha),
                     "synred_spearman": float(self.synred_spearman[c]),

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
+from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens.analysis.profile import bootstrap_head_scores, resample_counts
 from synergy_lens.analysis.scores import ScoreFn, get_score, synergy_scores
@@ -59,7 +60,7 @@ def descending_ranks(values: Float[Tensor, "... unit"]) -> Float[Tensor, "... un
 
 
 @dataclass
-class RankUncertainty(SavedFields):
+class RankUncertainty(LabelledGrid, SavedFields):
     """Bootstrap spread of every head's rank and of its core membership.
 
     Attributes:
@@ -67,11 +68,12 @@ class RankUncertainty(SavedFields):
         rank: observed rank (1 = most synergistic), ``[layer, head]``.
         rank_low, rank_high: percentile CI of the rank over resamples.
         core_frequency: fraction of resamples with the head in the top ``q``.
-        in_core: observed core membership (top ``q`` of the observed scores).
         n_boot, seed: the resamples; labels, meta: as elsewhere.
+        in_core (derived): observed core membership (top ``q`` by the observed rank).
     """
 
-    FORMAT = "synergy_lens.RankUncertainty/1"  # save/load: SavedFields
+    FORMAT = "synergy_lens.RankUncertainty/2"  # /2: in_core derived from rank and q, not stored
+    GRID = ("rank", 0)  # n_layers, n_heads: LabelledGrid (which holds labels and meta)
 
     score: str
     q: float
@@ -80,11 +82,19 @@ class RankUncertainty(SavedFields):
     rank_low: Float[Tensor, "layer head"]
     rank_high: Float[Tensor, "layer head"]
     core_frequency: Float[Tensor, "layer head"]
-    in_core: Tensor
     n_boot: int
     seed: int
-    labels: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_core(self) -> Bool[Tensor, "layer head"]:
+        """The observed core: the top ``ceil(q * n_ranked)`` heads by :attr:`rank`."""
+        return _in_top(self.rank.flatten(), self.q).reshape(self.rank.shape)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any], version: int) -> RankUncertainty:
+        if version < 2:  # format 1 stored in_core too
+            fields = {k: v for k, v in fields.items() if k != "in_core"}
+        return cls(**fields)
 
     def __repr__(self) -> str:
         core = self.core_frequency[self.in_core]
@@ -98,13 +108,9 @@ class RankUncertainty(SavedFields):
         """One row per head, by observed rank: label, layer, head, rank, CI, core frequency, in_core."""
         import pandas as pd
 
-        n_heads = int(self.rank.shape[1])
-        units = range(self.rank.numel())
         frame = pd.DataFrame(
             {
-                "label": self.labels,
-                "layer": [u // n_heads for u in units],
-                "head": [u % n_heads for u in units],
+                **self.unit_columns(),
                 "rank": self.rank.flatten().numpy(),
                 "rank_low": self.rank_low.flatten().numpy(),
                 "rank_high": self.rank_high.flatten().numpy(),
@@ -116,7 +122,11 @@ class RankUncertainty(SavedFields):
 
 def _top_mask(values: Tensor, q: float) -> Tensor:
     """``[..., unit]`` bool: the top ``ceil(q * n_valid)`` of each row, ties by unit index."""
-    ranks = descending_ranks(values)
+    return _in_top(descending_ranks(values), q)
+
+
+def _in_top(ranks: Tensor, q: float) -> Tensor:
+    """``[..., unit]`` bool: ranks (1 = top, NaN = not ranked) within ``ceil(q * n_ranked)`` of each row."""
     valid = torch.isfinite(ranks).sum(-1, keepdim=True).to(torch.float64)
     k = torch.ceil(q * valid - 1e-9)
     return torch.isfinite(ranks) & (ranks <= k)
@@ -182,7 +192,6 @@ def rank_uncertainty(
         rank_low=torch.from_numpy(lo).reshape(grid),
         rank_high=torch.from_numpy(hi).reshape(grid),
         core_frequency=freq.reshape(grid),
-        in_core=_top_mask(observed, q).reshape(grid),
         n_boot=n_boot,
         seed=seed,
         labels=list(scores.labels),

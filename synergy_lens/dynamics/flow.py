@@ -63,9 +63,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from synergy_lens import hooks as H
+from synergy_lens._grid import LayerAxis
 from synergy_lens._io import SavedFields
+from synergy_lens._views import KeyedView
 from synergy_lens.models.adapter import adapt
-from synergy_lens.units import normalised_depth
 
 __all__ = ["FLOW_METRICS", "Positions", "ResidualFlow", "residual_flow"]
 
@@ -90,7 +91,7 @@ _HOOKS = {
 
 
 @dataclass
-class ResidualFlow(SavedFields):
+class ResidualFlow(LayerAxis, SavedFields):
     """Per-layer residual-flow metrics (module docstring), with per-prompt values.
 
     Attributes:
@@ -104,6 +105,7 @@ class ResidualFlow(SavedFields):
     """
 
     FORMAT = "synergy_lens.ResidualFlow/1"  # save/load: SavedFields
+    GRID = ("per_prompt", 2)  # n_layers, depth: LayerAxis
 
     per_prompt: Float[Tensor, "metric prompt layer"]
     counts: Int[Tensor, "metric prompt layer"]
@@ -119,17 +121,8 @@ class ResidualFlow(SavedFields):
             raise ValueError(f"{len(self.metrics)} metric names for {self.per_prompt.shape[0]} metrics")
 
     @property
-    def n_layers(self) -> int:
-        return int(self.per_prompt.shape[2])
-
-    @property
     def n_prompts(self) -> int:
         return int(self.per_prompt.shape[1])
-
-    @property
-    def depth(self) -> Float[Tensor, " layer"]:
-        """Normalised depth ``layer / (n_layers - 1)``."""
-        return normalised_depth(self.n_layers)
 
     def mean(self, metric: str) -> Float[Tensor, " layer"]:
         """Token-weighted mean of one metric per layer (every counted token weighs the same)."""
@@ -143,17 +136,9 @@ class ResidualFlow(SavedFields):
         """Per-prompt means of one metric (rows are the units of a bootstrap)."""
         return self.per_prompt[self._index(metric)]
 
-    @property
-    def attn_cos(self) -> Float[Tensor, " layer"]:
-        return self.mean("attn_cos")
-
-    @property
-    def mlp_cos(self) -> Float[Tensor, " layer"]:
-        return self.mean("mlp_cos")
-
-    @property
-    def resid_cos(self) -> Float[Tensor, " layer"]:
-        return self.mean("resid_cos")
+    attn_cos = KeyedView("mean", "attn_cos", "Token-weighted mean ``attn_cos`` per layer, ``[layer]``.")
+    mlp_cos = KeyedView("mean", "mlp_cos", "Token-weighted mean ``mlp_cos`` per layer, ``[layer]``.")
+    resid_cos = KeyedView("mean", "resid_cos", "Token-weighted mean ``resid_cos`` per layer, ``[layer]``.")
 
     def _index(self, metric: str) -> int:
         if metric not in self.metrics:

@@ -62,6 +62,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from synergy_lens._grid import LayerGrid
 from synergy_lens._io import SavedFields
 from synergy_lens.dynamics.embedding import (
     EmbeddingMethod,
@@ -75,7 +76,6 @@ from synergy_lens.dynamics.order import TransitionPoint, transition_point
 from synergy_lens.dynamics.study_level import ORDER_PARAMETERS, LevelSummary, run_level
 from synergy_lens.models.adapter import adapt
 from synergy_lens.record.tasks import FAMILIES
-from synergy_lens.units import normalised_depth
 
 __all__ = [
     "ORDER_PARAMETERS",
@@ -84,7 +84,7 @@ __all__ = [
 ]
 
 @dataclass
-class DifficultyStudy(SavedFields):
+class DifficultyStudy(LayerGrid, SavedFields):
     """Results of :func:`difficulty_study` (module docstring).
 
     Attributes:
@@ -105,6 +105,7 @@ class DifficultyStudy(SavedFields):
     """
 
     FORMAT = "synergy_lens.DifficultyStudy/1"  # save/load: SavedFields
+    GRID = ("scores", 1)  # n_layers, n_heads: LayerGrid
 
     levels: list[int]
     accuracy: pd.DataFrame
@@ -118,14 +119,6 @@ class DifficultyStudy(SavedFields):
     flows: dict[int, ResidualFlow]
     labels: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.scores.shape[1])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.scores.shape[2])
 
     def __repr__(self) -> str:
         return (f"DifficultyStudy(levels={self.levels}, {self.n_layers} layers x {self.n_heads} heads, "
@@ -151,7 +144,7 @@ class DifficultyStudy(SavedFields):
     def embedding_table(self) -> pd.DataFrame:
         """One row per (level, head): ``level, label, layer, head, depth, x, y, score``."""
         rows = []
-        n_heads, depth = self.n_heads, normalised_depth(self.n_layers)
+        n_heads, depth = self.n_heads, self.depth
         for i, lv in enumerate(self.levels):
             emb = self.embeddings.get(lv)
             if emb is None:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens._repr import SummaryRepr
+from synergy_lens._views import KeyedView
 from synergy_lens.phiid.atoms import ATOMS, atom_index
 from synergy_lens.phiid.estimate import (
     JITTER_SEED,
@@ -126,15 +127,8 @@ class PhiIDResult(SummaryRepr, SavedFields):
         """One atom's ``[unit, unit]`` matrix by name, e.g. ``result.atom("xty")``."""
         return self.atoms[atom_index(name)]
 
-    @property
-    def sts(self) -> Float[Tensor, "unit unit"]:
-        """Persistent synergy (synergy -> synergy), ``[unit, unit]``."""
-        return self.atom("sts")
-
-    @property
-    def rtr(self) -> Float[Tensor, "unit unit"]:
-        """Persistent redundancy (redundancy -> redundancy), ``[unit, unit]``."""
-        return self.atom("rtr")
+    sts = KeyedView("atom", "sts", "Persistent synergy (synergy -> synergy), ``[unit, unit]``.")
+    rtr = KeyedView("atom", "rtr", "Persistent redundancy (redundancy -> redundancy), ``[unit, unit]``.")
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per ordered pair (source != target): labels, layer/head indices, 16 atoms."""

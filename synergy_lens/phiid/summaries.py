@@ -46,6 +46,7 @@ from torch import Tensor
 
 from synergy_lens._io import SavedFields
 from synergy_lens._repr import SummaryRepr
+from synergy_lens._views import KeyedView
 from synergy_lens.phiid.atoms import ATOMS, MIRROR, atom_index
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ _TOP = ("top_sts_pairs", "top_sts_atoms", "top_rtr_pairs", "top_rtr_atoms")
 STREAM_SCORES = ("rank_gradient", "synergy_fraction", "mean_sts", "mean_rtr")
 """Per-head scores that follow from per-unit means (plus ``syn_minus_red`` where
 ``analysis.scores`` defines it); a score on ``[unit, unit]`` matrices needs the dense path."""
+
+
+_KEPT_BY_MERGE = ("labels", "n_layers", "n_heads", "tau", "redundancy")
+"""The fields a merge copies from the first side (``merge`` checks that both sides have the
+same ``tau``, ``redundancy``, labels and number of units)."""
 
 
 @dataclass(repr=False)
@@ -134,15 +140,8 @@ class PairSummaries(SummaryRepr, SavedFields):
         """Per-unit means with the unit as target y: ``unit_mean[MIRROR]``."""
         return self.unit_mean[list(MIRROR)]
 
-    @property
-    def mean_sts(self) -> Float[Tensor, " unit"]:
-        """Mean persistent synergy over each unit's partners (nats)."""
-        return self.atom_mean("sts")
-
-    @property
-    def mean_rtr(self) -> Float[Tensor, " unit"]:
-        """Mean persistent redundancy over each unit's partners (nats)."""
-        return self.atom_mean("rtr")
+    mean_sts = KeyedView("atom_mean", "sts", "Mean persistent synergy over each unit's partners (nats), ``[unit]``.")
+    mean_rtr = KeyedView("atom_mean", "rtr", "Mean persistent redundancy over each unit's partners (nats), ``[unit]``.")
 
     @property
     def syn_minus_red(self) -> Float[Tensor, " unit"]:
@@ -233,11 +232,7 @@ class PairSummaries(SummaryRepr, SavedFields):
         return PairSummaries(
             unit_mean=mean,
             n_partners=torch.maximum(self.n_partners, other.n_partners),
-            labels=self.labels,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            tau=self.tau,
-            redundancy=self.redundancy,
+            **{name: getattr(self, name) for name in _KEPT_BY_MERGE},
             aggregate="mean_over_prompts",
             n_prompts=self.n_prompts + other.n_prompts,
             constant_units=sorted(set(self.constant_units) | set(other.constant_units)),

@@ -27,9 +27,13 @@ def params(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_perturb_copy_leaves_original_and_has_stated_noise(backend: str) -> None:
-    model = tiny_model(backend, seed=0)
+@pytest.fixture(params=BACKENDS)
+def model(request):
+    """A fresh tiny model (seed 0) on each available backend."""
+    return tiny_model(request.param, seed=0)
+
+
+def test_perturb_copy_leaves_original_and_has_stated_noise(model) -> None:
     before = params(model)
     control = perturb_weights(model, scale=10.0, seed=3)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
@@ -42,9 +46,7 @@ def test_perturb_copy_leaves_original_and_has_stated_noise(backend: str) -> None
     assert isinstance(perturb_weights(adapt(model), 1.0), type(adapt(model)))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_perturb_inplace_restores_exactly_even_after_an_error(backend: str) -> None:
-    model = tiny_model(backend, seed=0)
+def test_perturb_inplace_restores_exactly_even_after_an_error(model) -> None:
     before = params(model)
     tokens = torch.tensor([[1, 2, 3, 4, 5]])
     clean = model(tokens)
@@ -71,9 +73,7 @@ def before_w_o(model, before: dict[str, torch.Tensor]) -> torch.Tensor:
     return w
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_random_init_like(backend: str) -> None:
-    model = tiny_model(backend, seed=0)
+def test_random_init_like(model) -> None:
     before = params(model)
     fresh = random_init_like(model, seed=0, std=0.05)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())

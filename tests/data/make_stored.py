@@ -34,13 +34,20 @@ def _nan_diag(t: torch.Tensor) -> torch.Tensor:
 LABELS = ["L0H0", "L0H1", "L1H0", "L1H1"]
 
 
-def _sizes(cls: type) -> dict[str, object]:
-    """``labels``/``n_layers``/``n_heads`` for a class that stores them (format 1 of the sweep
-    results did; since format 2 they are derived from the tensors' shapes)."""
+def _stored(cls: type, **values: object) -> dict[str, object]:
+    """Those of ``values`` that ``cls`` stores as fields (format 1 of ``UnitStability`` stored
+    ``unstable`` and ``eps``, format 1 of ``RankUncertainty`` ``in_core``; since format 2 they
+    are derived)."""
     import dataclasses
 
     stored = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return {"labels": list(LABELS), "n_layers": 2, "n_heads": 2} if "labels" in stored else {}
+    return {k: v for k, v in values.items() if k in stored}
+
+
+def _sizes(cls: type) -> dict[str, object]:
+    """``labels``/``n_layers``/``n_heads`` for a class that stores them (format 1 of the sweep
+    results did; since format 2 they are derived from the tensors' shapes)."""
+    return _stored(cls, labels=list(LABELS), n_layers=2, n_heads=2)
 META = {"model": "tiny", "note": "é ✓", "nested": {"a": [1, 2.5, None]}}
 
 
@@ -113,9 +120,9 @@ def examples() -> dict[str, object]:
             agreement={"synergy_fraction": {"rank_gradient": 0.5, "synergy_fraction": 1.0}}),
         "LayerProfile": profile("synergy_fraction", 1.0),
         "Core": Core(values=grid, abstract=mask, memory=~mask, score="rank_gradient", q=0.25, labels=list(LABELS)),
-        "UnitStability": UnitStability(unstable=mask, distinct=_ramp(2, 2), spread_ulp=_ramp(2, 2, start=100),
-                                       eps=2.0 ** -23, dtype="float32", min_distinct=0.5, min_spread_ulp=16.0,
-                                       labels=list(LABELS), meta=dict(META)),
+        "UnitStability": UnitStability(distinct=_ramp(2, 2), spread_ulp=_ramp(2, 2, start=100), dtype="float32",
+                                       min_distinct=0.5, min_spread_ulp=16.0, labels=list(LABELS), meta=dict(META),
+                                       **_stored(UnitStability, unstable=mask, eps=2.0 ** -23)),
         "LayerEnergy": LayerEnergy(definition="mean_sq_norm", values=_ramp(2), per_prompt=_ramp(3, 2),
                                    depth=torch.tensor([0.0, 1.0], dtype=torch.float64), meta=dict(META)),
         "Robustness": Robustness(
@@ -134,8 +141,8 @@ def examples() -> dict[str, object]:
             meta=dict(META)),
         "RankUncertainty": RankUncertainty(
             score="synergy_fraction", q=0.25, alpha=0.05, rank=_ramp(2, 2, start=4), rank_low=_ramp(2, 2),
-            rank_high=_ramp(2, 2, start=8), core_frequency=_ramp(2, 2) / 2, in_core=mask, n_boot=10, seed=2,
-            labels=list(LABELS), meta=dict(META)),
+            rank_high=_ramp(2, 2, start=8), core_frequency=_ramp(2, 2) / 2, n_boot=10, seed=2,
+            labels=list(LABELS), meta=dict(META), **_stored(RankUncertainty, in_core=mask)),
         "SurrogateTest": SurrogateTest(
             scores=["synergy_fraction"], observed=_ramp(1, 2, 2), aligned=_ramp(1, 2, 2, start=1),
             null_mean=_ramp(1, 2, 2, start=2), null_std=_ramp(1, 2, 2, start=3), null=_ramp(3, 1, 2, 2),

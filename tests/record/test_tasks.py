@@ -20,16 +20,6 @@ import pandas as pd
 import pytest
 
 from synergy_lens.record import tasks as T
-from synergy_lens.record.tasks import (
-    FAMILIES,
-    Task,
-    accuracy_table,
-    generate_tasks,
-    register_family,
-    score_answer,
-    task_suite,
-    wilson_interval,
-)
 
 LEVELS = range(1, 9)
 BUILTIN = ("arithmetic", "arc", "relational")
@@ -64,7 +54,7 @@ def solve_arithmetic(prompt: str) -> tuple[int, int, int]:
 @pytest.mark.parametrize("level", LEVELS)
 def test_arithmetic_answers_verified(level: int) -> None:
     for seed in range(10):
-        for task in generate_tasks("arithmetic", level, 5, seed=seed):
+        for task in T.generate_tasks("arithmetic", level, 5, seed=seed):
             value, n_ops, digits = solve_arithmetic(task.prompt)
             assert task.answer == str(value)
             assert (n_ops, digits) == (task.meta["n_operations"], task.meta["max_digits"])
@@ -75,7 +65,7 @@ def test_arithmetic_answers_verified(level: int) -> None:
 
 
 def test_arithmetic_level1_is_single_digit_addition() -> None:
-    for task in generate_tasks("arithmetic", 1, 20, seed=3):
+    for task in T.generate_tasks("arithmetic", 1, 20, seed=3):
         assert re.fullmatch(r"What is [1-9] \+ [1-9]\? Answer with just the number\.", task.prompt)
 
 
@@ -201,7 +191,7 @@ def brute_force_grids(
     return answers, shortest
 
 
-def _check_arc(task: Task) -> tuple[str, int, int]:
+def _check_arc(task: T.Task) -> tuple[str, int, int]:
     kind, ins, outs, query = parse_arc(task.prompt)
     expected = T.extract_grid(task.answer) if kind == "grid" else T.extract_list(task.answer)
     assert expected is not None
@@ -239,7 +229,7 @@ def _check_arc(task: Task) -> tuple[str, int, int]:
 def test_arc_answers_verified_by_brute_force(level: int) -> None:
     n_seeds = 8 if level <= 4 else 4
     for seed in range(n_seeds):
-        for task in generate_tasks("arc", level, 2, seed=seed):
+        for task in T.generate_tasks("arc", level, 2, seed=seed):
             _check_arc(task)
 
 
@@ -248,14 +238,14 @@ def test_arc_adds_examples_until_identified(level: int, monkeypatch: pytest.Monk
     # From one example, many rules of these levels are ambiguous: the generator must add
     # examples until the brute-force solver finds a single answer.
     monkeypatch.setattr(T, "_ARC_MIN_EXAMPLES", 1)
-    tasks = [t for seed in range(4) for t in generate_tasks("arc", level, 2, seed=seed)]
+    tasks = [t for seed in range(4) for t in T.generate_tasks("arc", level, 2, seed=seed)]
     for task in tasks:
         _check_arc(task)
     assert max(t.meta["n_examples"] for t in tasks) > 1
 
 
 def test_arc_level1_is_reverse_or_sort() -> None:
-    for task in generate_tasks("arc", 1, 20, seed=11):
+    for task in T.generate_tasks("arc", 1, 20, seed=11):
         assert task.meta["program"] in (["reverse"], ["sort"], ["sort_desc"])
         assert task.prompt.rstrip().endswith("Answer with just the output list.")
 
@@ -308,7 +298,7 @@ def solve_relational(prompt: str) -> tuple[str, int, int]:
 @pytest.mark.parametrize("level", LEVELS)
 def test_relational_answers_verified_by_graph_search(level: int) -> None:
     for seed in range(10):
-        for task in generate_tasks("relational", level, 5, seed=seed):
+        for task in T.generate_tasks("relational", level, 5, seed=seed):
             answer, hops, distractors = solve_relational(task.prompt)
             assert task.answer == answer
             assert (hops, distractors) == (task.meta["n_hops"], task.meta["n_distractors"])
@@ -322,7 +312,7 @@ def test_difficulty_knobs_grow_with_level() -> None:
     arith = [
         solve_arithmetic(t.prompt)[1:]
         for lv in LEVELS
-        for t in generate_tasks("arithmetic", lv, 3, seed=5)
+        for t in T.generate_tasks("arithmetic", lv, 3, seed=5)
     ]
     per_level = [set(arith[3 * i : 3 * i + 3]) for i in range(len(LEVELS))]
     assert all(len(s) == 1 for s in per_level)  # knobs are fixed within a level
@@ -330,13 +320,13 @@ def test_difficulty_knobs_grow_with_level() -> None:
     assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in itertools.pairwise(ops_digits))
     assert all(sum(b) > sum(a) for a, b in itertools.pairwise(ops_digits))
 
-    arc = [_check_arc(generate_tasks("arc", lv, 1, seed=5)[0]) for lv in LEVELS]
+    arc = [_check_arc(T.generate_tasks("arc", lv, 1, seed=5)[0]) for lv in LEVELS]
     steps = [s for _, s, _ in arc]
     cells = [c for _, _, c in arc]
     assert steps == sorted(steps) and steps[-1] > steps[0]
     assert all(b > a for a, b in itertools.pairwise(cells))
 
-    rel = [solve_relational(generate_tasks("relational", lv, 1, seed=5)[0].prompt) for lv in LEVELS]
+    rel = [solve_relational(T.generate_tasks("relational", lv, 1, seed=5)[0].prompt) for lv in LEVELS]
     hops = [h for _, h, _ in rel]
     assert all(b > a for a, b in itertools.pairwise(hops))
     distractors = [d for _, _, d in rel]
@@ -349,31 +339,31 @@ def test_difficulty_knobs_grow_with_level() -> None:
 
 def test_same_seed_same_tasks_and_prefix_property() -> None:
     for family in BUILTIN:
-        a = generate_tasks(family, 3, 6, seed=42)
-        assert a == generate_tasks(family, 3, 6, seed=42)
-        assert a[:2] == generate_tasks(family, 3, 2, seed=42)
+        a = T.generate_tasks(family, 3, 6, seed=42)
+        assert a == T.generate_tasks(family, 3, 6, seed=42)
+        assert a[:2] == T.generate_tasks(family, 3, 2, seed=42)
 
 
 def test_different_seeds_and_levels_differ() -> None:
     for family in BUILTIN:
-        prompts = {t.prompt for s in range(4) for t in generate_tasks(family, 2, 5, seed=s)}
+        prompts = {t.prompt for s in range(4) for t in T.generate_tasks(family, 2, 5, seed=s)}
         assert len(prompts) >= 18  # 20 tasks, near-certainly almost all distinct
-        assert generate_tasks(family, 2, 5, seed=0) != generate_tasks(family, 2, 5, seed=1)
+        assert T.generate_tasks(family, 2, 5, seed=0) != T.generate_tasks(family, 2, 5, seed=1)
 
 
 def test_streams_are_independent_of_generation_order() -> None:
-    first = generate_tasks("relational", 4, 3, seed=7)
-    generate_tasks("arithmetic", 4, 50, seed=7)  # must not perturb other streams
-    assert generate_tasks("relational", 4, 3, seed=7) == first
-    suite = task_suite(levels=[1, 2], n_per_level=2, seed=7)
-    expected = [t for f in BUILTIN for lv in (1, 2) for t in generate_tasks(f, lv, 2, seed=7)]
+    first = T.generate_tasks("relational", 4, 3, seed=7)
+    T.generate_tasks("arithmetic", 4, 50, seed=7)  # must not perturb other streams
+    assert T.generate_tasks("relational", 4, 3, seed=7) == first
+    suite = T.task_suite(levels=[1, 2], n_per_level=2, seed=7)
+    expected = [t for f in BUILTIN for lv in (1, 2) for t in T.generate_tasks(f, lv, 2, seed=7)]
     assert suite == expected
 
 
 def test_seed_stream_is_pinned() -> None:
     # A stable hash (SHA-256), not hash(): this value holds in every process and version.
     assert (
-        generate_tasks("arithmetic", 1, 1, seed=0)[0].prompt
+        T.generate_tasks("arithmetic", 1, 1, seed=0)[0].prompt
         == "What is 2 + 9? Answer with just the number."
     )
 
@@ -381,8 +371,8 @@ def test_seed_stream_is_pinned() -> None:
 # ----------------------------------------------------------------------------- scoring
 
 
-def _task(family: str, answer: str, **meta: object) -> Task:
-    return Task(family, 1, "prompt", answer, dict(meta))
+def _task(family: str, answer: str, **meta: object) -> T.Task:
+    return T.Task(family, 1, "prompt", answer, dict(meta))
 
 
 @pytest.mark.parametrize(
@@ -408,7 +398,7 @@ def _task(family: str, answer: str, **meta: object) -> Task:
     ],
 )
 def test_arithmetic_scorer(answer: str, completion: str, ok: bool) -> None:
-    assert score_answer(_task("arithmetic", answer), completion) is ok
+    assert T.score_answer(_task("arithmetic", answer), completion) is ok
 
 
 @pytest.mark.parametrize(
@@ -426,7 +416,7 @@ def test_arithmetic_scorer(answer: str, completion: str, ok: bool) -> None:
     ],
 )
 def test_arc_list_scorer(completion: str, ok: bool) -> None:
-    assert score_answer(_task("arc", "[2, 1, 3]", kind="list"), completion) is ok
+    assert T.score_answer(_task("arc", "[2, 1, 3]", kind="list"), completion) is ok
 
 
 GRID_ANSWER = "1 0 2\n0 1 1\n2 2 0"
@@ -450,7 +440,7 @@ GRID_ANSWER = "1 0 2\n0 1 1\n2 2 0"
     ],
 )
 def test_arc_grid_scorer(completion: str, ok: bool) -> None:
-    assert score_answer(_task("arc", GRID_ANSWER, kind="grid"), completion) is ok
+    assert T.score_answer(_task("arc", GRID_ANSWER, kind="grid"), completion) is ok
 
 
 @pytest.mark.parametrize(
@@ -468,16 +458,16 @@ def test_arc_grid_scorer(completion: str, ok: bool) -> None:
 )
 def test_relational_scorer(completion: str, ok: bool) -> None:
     assert (
-        score_answer(_task("relational", "Anna", names=["Anna", "Ben", "Carl"]), completion) is ok
+        T.score_answer(_task("relational", "Anna", names=["Anna", "Ben", "Carl"]), completion) is ok
     )
 
 
 @pytest.mark.parametrize("family", BUILTIN)
 def test_generated_answers_score_correct_and_perturbations_wrong(family: str) -> None:
     for level in LEVELS:
-        for task in generate_tasks(family, level, 2, seed=9):
-            assert score_answer(task, task.answer)
-            assert score_answer(
+        for task in T.generate_tasks(family, level, 2, seed=9):
+            assert T.score_answer(task, task.answer)
+            assert T.score_answer(
                 task, f"{task.answer}\n\nExplanation: I worked it out step by step."
             )
             if family == "arithmetic":
@@ -489,7 +479,7 @@ def test_generated_answers_score_correct_and_perturbations_wrong(family: str) ->
             else:
                 wrong = [n for n in task.meta["names"] if n != task.answer]
             for w in wrong:
-                assert not score_answer(task, w), (task.answer, w)
+                assert not T.score_answer(task, w), (task.answer, w)
 
 
 # ----------------------------------------------------------------------------- API
@@ -497,17 +487,17 @@ def test_generated_answers_score_correct_and_perturbations_wrong(family: str) ->
 
 def test_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="arithmetic, arc, relational"):
-        generate_tasks("sudoku", 1, 1)
+        T.generate_tasks("sudoku", 1, 1)
     with pytest.raises(ValueError, match="level"):
-        generate_tasks("arc", 0, 1)
+        T.generate_tasks("arc", 0, 1)
     with pytest.raises(ValueError, match=r"1\.\.8"):
-        generate_tasks("arc", 9, 1)
+        T.generate_tasks("arc", 9, 1)
     with pytest.raises(ValueError, match="n must be"):
-        generate_tasks("arc", 1, 0)
+        T.generate_tasks("arc", 1, 0)
     with pytest.raises(ValueError, match="unknown task family"):
-        score_answer(Task("sudoku", 1, "p", "a", {}), "a")
+        T.score_answer(T.Task("sudoku", 1, "p", "a", {}), "a")
     with pytest.raises(ValueError, match="already registered"):
-        register_family("arc", T._generate_arc, T._score_arc)
+        T.register_family("arc", T._generate_arc, T._score_arc)
 
 
 @pytest.fixture
@@ -518,31 +508,31 @@ def custom_family():
         word = rng.choice(["alpha", "beta", "gamma"]) * level
         return f"Repeat: {word}", word, {"len": len(word)}
 
-    register_family(name, gen, lambda task, c: c.strip() == task.answer)
+    T.register_family(name, gen, lambda task, c: c.strip() == task.answer)
     yield name
     T._FAMILIES.pop(name, None)
 
 
 def test_register_family(custom_family: str) -> None:
-    assert custom_family in FAMILIES
-    tasks = generate_tasks(custom_family, 12, 3, seed=1)  # unbounded levels
+    assert custom_family in T.FAMILIES
+    tasks = T.generate_tasks(custom_family, 12, 3, seed=1)  # unbounded levels
     assert all(t.family == custom_family and t.meta["len"] == len(t.answer) for t in tasks)
-    assert score_answer(tasks[0], f" {tasks[0].answer} ") and not score_answer(tasks[0], "x")
-    assert {t.family for t in task_suite(levels=[1], n_per_level=1)} == {*BUILTIN, custom_family}
+    assert T.score_answer(tasks[0], f" {tasks[0].answer} ") and not T.score_answer(tasks[0], "x")
+    assert {t.family for t in T.task_suite(levels=[1], n_per_level=1)} == {*BUILTIN, custom_family}
 
 
 def test_wilson_interval_reference_values() -> None:
     # Reference values of the Wilson score interval at 95% (Newcombe 1998, Table I style).
-    np.testing.assert_allclose(wilson_interval(5, 10), (0.2366, 0.7634), atol=1e-4)
-    np.testing.assert_allclose(wilson_interval(0, 10), (0.0, 0.2775), atol=1e-4)
-    np.testing.assert_allclose(wilson_interval(10, 10), (0.7225, 1.0), atol=1e-4)
+    np.testing.assert_allclose(T.wilson_interval(5, 10), (0.2366, 0.7634), atol=1e-4)
+    np.testing.assert_allclose(T.wilson_interval(0, 10), (0.0, 0.2775), atol=1e-4)
+    np.testing.assert_allclose(T.wilson_interval(10, 10), (0.7225, 1.0), atol=1e-4)
 
 
 def test_accuracy_table() -> None:
-    tasks = task_suite(levels=[1, 2], n_per_level=4, seed=0)
+    tasks = T.task_suite(levels=[1, 2], n_per_level=4, seed=0)
     # correct on the first 3 of each (family, level), wrong on the 4th.
     completions = [t.answer if i % 4 < 3 else "wrong" for i, t in enumerate(tasks)]
-    table = accuracy_table(tasks, completions)
+    table = T.accuracy_table(tasks, completions)
     assert isinstance(table, pd.DataFrame)
     assert list(table.columns) == [
         "family",
@@ -558,21 +548,21 @@ def test_accuracy_table() -> None:
     ]
     assert (table.n == 4).all() and (table.n_correct == 3).all()
     np.testing.assert_allclose(table.accuracy, 0.75)
-    low, high = wilson_interval(3, 4)
+    low, high = T.wilson_interval(3, 4)
     np.testing.assert_allclose(table.ci_low, low)
     np.testing.assert_allclose(table.ci_high, high)
     assert ((table.ci_low < table.accuracy) & (table.accuracy < table.ci_high)).all()
     with pytest.raises(ValueError, match="one completion per task"):
-        accuracy_table(tasks, completions[:-1])
+        T.accuracy_table(tasks, completions[:-1])
 
 
 def test_wilson_interval_is_one_function_with_clear_errors() -> None:
     from synergy_lens.intervene import wilson_interval as from_intervene
 
-    assert from_intervene is wilson_interval
-    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    assert from_intervene is T.wilson_interval
+    assert all(math.isnan(v) for v in T.wilson_interval(0, 0))
     for bad in [(3, 2), (-1, 5), (0, -1)]:
         with pytest.raises(ValueError, match="successes"):
-            wilson_interval(*bad)
+            T.wilson_interval(*bad)
     with pytest.raises(ValueError, match="confidence"):
-        wilson_interval(1, 2, confidence=1.5)
+        T.wilson_interval(1, 2, confidence=1.5)
