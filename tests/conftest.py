@@ -27,6 +27,22 @@ def _shape_checks(request: pytest.FixtureRequest):
             yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny-model passes (restored after it).
+
+    On a shared CPU, several threads per tiny matmul spend their time synchronising: tiny
+    passes run several times faster on one thread. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=BACKENDS, scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     """Each TransformerLens backend installed here ("bridge"; "hooked" on TL 3.9)."""

@@ -51,6 +51,7 @@ __all__ = [
     "layer_mask",
     "noise_heads",
     "prepare_reference",
+    "reference_rows",
     "reference_sequences",
     "register_ablation",
     "skip_hooks",
@@ -233,24 +234,31 @@ def _replace_mean(z: Tensor, layer: int, state: Tensor) -> Tensor:
     return state[layer][None, None]
 
 
-def _replace_resample(z: Tensor, layer: int, state: _ResampleState) -> Tensor:
-    batch, pos = z.shape[:2]
-    # A multi-token call is a fresh pass (or a prefill); single tokens continue a cached decode.
-    start = 0 if pos > 1 else state.offsets.get(layer, 0)
-    state.offsets[layer] = start + pos
-    if state.fixed_row is None:
-        rows = torch.arange(batch, device=z.device) % state.zs[layer].shape[0]
+def reference_rows(lengths: Tensor, batch: int, need: int, *, fixed_row: int | None = None) -> Tensor:
+    """The reference row each batch element takes in "resample" ablation (``b % n_ref``, or
+    ``fixed_row`` for all), checked to hold at least ``need`` tokens (clear error otherwise)."""
+    n_ref = lengths.shape[0]
+    if fixed_row is None:
+        rows = torch.arange(batch, device=lengths.device) % n_ref
     else:
-        rows = torch.full((batch,), state.fixed_row % state.zs[layer].shape[0], device=z.device)
-    need = start + pos
-    short = state.lengths[rows] < need
+        rows = torch.full((batch,), fixed_row % n_ref, device=lengths.device)
+    short = lengths[rows] < need
     if bool(short.any()):
         raise ValueError(
             f"'resample' ablation: reference sequences must be at least as long as the input "
             f"({need} tokens); row {int(rows[short][0])} of the reference is "
-            f"{int(state.lengths[rows[short][0]])}. Pass longer reference prompts."
+            f"{int(lengths[rows[short][0]])}. Pass longer reference prompts."
         )
-    return state.zs[layer][rows, start:need].to(z.dtype)
+    return rows
+
+
+def _replace_resample(z: Tensor, layer: int, state: _ResampleState) -> Tensor:
+    pos = z.shape[1]
+    # A multi-token call is a fresh pass (or a prefill); single tokens continue a cached decode.
+    start = 0 if pos > 1 else state.offsets.get(layer, 0)
+    state.offsets[layer] = start + pos
+    rows = reference_rows(state.lengths, z.shape[0], start + pos, fixed_row=state.fixed_row)
+    return state.zs[layer][rows, start : start + pos].to(z.dtype)
 
 
 register_ablation("zero", _replace_zero)

@@ -37,8 +37,9 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from synergy_lens import hooks as H
+from synergy_lens.intervene.ablate import reference_rows
 from synergy_lens.record.experts import MoELayer, expert_contributions, moe_layer
-from synergy_lens.record.kinds import UnitSpec
+from synergy_lens.record.spec import UnitSpec
 
 __all__ = ["EXPERT_ABLATIONS", "ExpertAblation", "ExpertReference", "expert_ablation_hooks",
            "prepare_expert_reference"]
@@ -169,14 +170,7 @@ def _replace(
         new = state.means[row, experts].to(terms.dtype)[None, None].expand_as(terms)
     else:
         assert state is not None and state.lengths is not None
-        ref = torch.arange(batch, device=out.device) % state.lengths.shape[0]
-        short = state.lengths[ref] < pos
-        if bool(short.any()):
-            raise ValueError(
-                f"'resample' expert ablation: reference sequences must be at least as long as the "
-                f"input ({pos} tokens); reference row {int(ref[short][0])} has "
-                f"{int(state.lengths[ref[short][0]])}. Pass longer reference sequences."
-            )
+        ref = reference_rows(state.lengths.to(out.device), batch, pos)
         new = expert_contributions(adapter, moe.layer, state.inputs[row][ref, :pos], experts, moe=moe)
     chosen = rows[:, experts][:, None, :, None]  # [b, 1, sel, 1]
     delta = torch.where(chosen, new - terms, torch.zeros_like(terms)).sum(-2)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, overload
 
 import torch
 from jaxtyping import Float, Int
@@ -75,6 +75,25 @@ def adapt(model: Any, *, bos: BosPolicy = "model") -> ModelAdapter:
     return ModelAdapter(model=model, backend=backend, bos=bos)
 
 
+class _CfgSize:
+    """A read-only size of the model, ``int(adapter.cfg.<name>)`` (typed ``int`` on instances)."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name = name
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _CfgSize: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> int: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> int | _CfgSize:
+        if obj is None:
+            return self
+        return int(getattr(obj.cfg, self.name))  # type: ignore[attr-defined]
+
+
 @dataclass
 class ModelAdapter:
     """What synergy-lens needs from a TransformerLens model, the same on both backends."""
@@ -101,11 +120,11 @@ class ModelAdapter:
     def cfg(self) -> Any:
         return self.model.cfg
 
-    n_layers = property(lambda self: int(self.cfg.n_layers), doc="Layers (blocks) of the model.")
-    n_heads = property(lambda self: int(self.cfg.n_heads), doc="Query heads per layer: the units of every analysis.")
-    d_head = property(lambda self: int(self.cfg.d_head), doc="Dimension of one head.")
-    d_model = property(lambda self: int(self.cfg.d_model), doc="Width of the residual stream.")
-    n_ctx = property(lambda self: int(self.cfg.n_ctx), doc="Context length.")
+    n_layers = _CfgSize("n_layers", "Layers (blocks) of the model.")
+    n_heads = _CfgSize("n_heads", "Query heads per layer: the units of every analysis.")
+    d_head = _CfgSize("d_head", "Dimension of one head.")
+    d_model = _CfgSize("d_model", "Width of the residual stream.")
+    n_ctx = _CfgSize("n_ctx", "Context length.")
 
     @property
     def n_kv_heads(self) -> int:

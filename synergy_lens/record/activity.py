@@ -40,6 +40,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from synergy_lens._grid import LayerGrid
 from synergy_lens._io import SavedFields, atomic_torch_save
 from synergy_lens.units import KIND_TAGS, unit_labels
 
@@ -52,7 +53,7 @@ _DICT_FORMAT = "synergy_lens.HeadActivity/1"  # the tag of to_dict(), the in-mem
 
 
 @dataclass
-class HeadActivity(SavedFields):
+class HeadActivity(LayerGrid, SavedFields):
     """Per-head activity recorded during generation (see the module docstring).
 
     Attributes:
@@ -80,7 +81,7 @@ class HeadActivity(SavedFields):
     """
 
     FORMAT = "synergy_lens.HeadActivity/1"  # save/load: SavedFields
-
+    GRID = ("values", 2)  # n_layers (rows: the recorded layers), n_heads (units per row), n_units
     values: Float[Tensor, "prompt time layer head"]
     lengths: Int[Tensor, " prompt"] | None = None
     prompts: list[str] = field(default_factory=list)
@@ -151,23 +152,9 @@ class HeadActivity(SavedFields):
         return int(self.values.shape[1])
 
     @property
-    def n_layers(self) -> int:
-        """Rows of the unit grid: the recorded layers (all of the model's unless ``layers``)."""
-        return int(self.values.shape[2])
-
-    @property
-    def n_heads(self) -> int:
-        """Units per row (heads per layer for ``unit_kind="heads"``; 1 for ``attn``/``mlp``)."""
-        return int(self.values.shape[3])
-
-    @property
     def model_layers(self) -> list[int]:
         """The model layer of each row."""
         return list(range(self.n_layers)) if self.layers is None else list(self.layers)
-
-    @property
-    def n_units(self) -> int:
-        return self.n_layers * self.n_heads
 
     # -- views ------------------------------------------------------------------------
     def full_ids(self, i: int) -> list[int]:

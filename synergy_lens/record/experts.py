@@ -62,7 +62,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from synergy_lens.hooks import HookName
-from synergy_lens.record.kinds import UnitSpec
+from synergy_lens.record.spec import UnitSpec
 
 __all__ = [
     "MoELayer",

@@ -205,10 +205,18 @@ def _heads(page: Report, run: RunResults) -> None:
                 caption += (f" q: Benjamini-Hochberg adjusted p of the head's mean sts against the surrogate null "
                             f"(significant at q <= {hl.fdr:g}).")
             page.table(core_rows, caption, index=False)
-    if res is not None:
+    if res is not None and hasattr(res, "atom"):
         page.section("Pairwise PhiID")
         page.figure(M.plot_matrices(res), "sts[i, j] and rtr[i, j] in nats for every pair of heads, "
                     "ordered by layer.")
+    elif res is not None:  # phiid.stream: no matrix, the strongest pairs
+        page.section("Pairwise PhiID (streamed)", f"PhiID of {res.n_units} units was streamed over blocks of "
+                     "pairs: it keeps per-unit means over partners and the strongest pairs, not whole matrices.")
+        for atom in ("sts", "rtr"):
+            top = res.to_dataframe(f"top_{atom}")
+            if len(top):
+                page.table(top.head(25)[["rank", "source", "target", "sts", "rtr"]],
+                           f"The 25 pairs with the largest {atom} (nats).", index=False)
     if core is not None:
         page.section("Synergistic core", f"Abstract heads: the top {100 * core.q:.0f}% by {core.score}; "
                      "memory heads: the bottom ones. Export with core.to_index_df() or core.fwd_hooks(...).")

@@ -161,18 +161,26 @@ class RunResults:
         out.update(self.extra)
         return out
 
+    def _lookup(self, name: str) -> Any:
+        """The result called ``name`` (None when absent), found where ``add`` put it."""
+        if name in _RESULT_FIELDS:
+            return getattr(self, name)
+        if name.startswith("profile_"):
+            return self.layer_profiles.get(name.removeprefix("profile_"))
+        return self.extra.get(name)
+
     def get(self, name: str, default: Any = None) -> Any:
-        return self.items.get(name, default)
+        value = self._lookup(name)
+        return default if value is None else value
 
     def __contains__(self, name: str) -> bool:
-        return name in self.items
+        return self._lookup(name) is not None
 
     def __getitem__(self, name: str) -> Any:
-        items = self.items
-        try:
-            return items[name]
-        except KeyError:
-            raise KeyError(f"this run has no {name!r}; it has {sorted(items)}") from None
+        value = self._lookup(name)
+        if value is None:
+            raise KeyError(f"this run has no {name!r}; it has {sorted(self.items)}")
+        return value
 
     def profiles(self) -> dict[str, LayerProfile]:
         """``{score: LayerProfile}``: the layer profile of every profiled score."""

@@ -24,8 +24,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from synergy_lens._grid import HeadLabels
 from synergy_lens.phiid import ATOMS, PhiIDResult, atom_index
-from synergy_lens.units import unit_labels
 
 _spec = importlib.util.spec_from_file_location(
     "_phiid_reference", Path(__file__).parents[1] / "phiid" / "reference.py"
@@ -99,8 +99,11 @@ def simulate(
 
 
 @dataclass
-class FakeActivity:
-    """A ``HeadActivity`` stand-in: ``values[prompt, time, layer, head]``, NaN past ``lengths``."""
+class FakeActivity(HeadLabels):
+    """A ``HeadActivity`` stand-in: ``values[prompt, time, layer, head]``, NaN past ``lengths``
+    (``n_layers``, ``n_heads`` and head labels from the grid of ``values``)."""
+
+    GRID = ("values", 2)
 
     values: torch.Tensor
     lengths: torch.Tensor
@@ -121,20 +124,12 @@ class FakeActivity:
             values[i, n:] = math.nan
         return cls(values=values, lengths=torch.tensor(lens))
 
-    @property
-    def n_layers(self) -> int:
-        return int(self.values.shape[2])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.values.shape[3])
-
     def unit_series(self) -> torch.Tensor:
         p, t = self.values.shape[:2]
         return self.values.reshape(p, t, -1).permute(0, 2, 1)
 
     def unit_labels(self) -> list[str]:
-        return unit_labels(self.n_layers, self.n_heads)
+        return self.labels
 
 
 def fake_result(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from synergy_lens.models import adapt
 
@@ -27,13 +26,6 @@ def clean_run(tiny3):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for these small passes (restored after each module).
-
-    On a shared CPU, several threads per tiny matmul spend their time synchronising: the
-    tiny-model passes here run about 4x faster on one thread.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every intervention test module runs its tiny passes on one thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)

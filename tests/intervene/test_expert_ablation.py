@@ -40,14 +40,6 @@ IDS = torch.tensor([
 REF = [[256, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74], [256, 100, 101, 102, 103, 104, 105, 106, 107, 108]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=CELLS, ids=lambda c: f"{c[0]}-{c[1]}")
 def cell(request: pytest.FixtureRequest):
     """``(arch, adapter, the transformers model with the same weights)``."""

@@ -63,18 +63,11 @@ CELLS = [(arch, backend) for arch in ARCHS for backend in BACKENDS]
 SUPPORTED = [c for c in CELLS if c not in EXPECTED_ERRORS]
 UNSUPPORTED = [c for c in CELLS if c in EXPECTED_ERRORS]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _id(cell: tuple[str, str]) -> str:
     return f"{cell[0]}-{cell[1]}"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny passes run several times faster on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", params=SUPPORTED, ids=_id)

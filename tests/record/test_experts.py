@@ -36,13 +36,7 @@ CELLS = [(a, b) for a in MOE_ARCHS for b in available_backends() if (a, b) != ("
 SIZES = {"n_layers": 3, "n_heads": 4, "d_head": 8, "n_experts": 4, "experts_per_token": 2}
 IDS = torch.tensor([[256, 72, 101, 108, 108, 111, 32, 119], [256, 49, 43, 50, 61, 51, 10, 33]])
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=CELLS, ids=lambda c: f"{c[0]}-{c[1]}")
@@ -85,10 +79,16 @@ def test_spec_shape_and_labels(moe):
     assert spec.describe["top_k"] == 2
 
 
-def test_contributions_sum_to_moe_output(moe):
-    """(a): sum over experts of g_e(x) E_e(x) == blocks.L.hook_mlp_out; values are the norms."""
+@pytest.fixture(scope="module")
+def every_layer(moe):
+    """The spec of every layer's experts and one pass's activations (``_run``)."""
     spec = resolve_units(moe, "experts")
-    got = _run(moe, spec)
+    return spec, _run(moe, spec)
+
+
+def test_contributions_sum_to_moe_output(moe, every_layer):
+    """(a): sum over experts of g_e(x) E_e(x) == blocks.L.hook_mlp_out; values are the norms."""
+    spec, got = every_layer
     for layer in spec.layers:
         with torch.inference_mode():
             terms = expert_contributions(moe, layer, got[("in", layer)])
@@ -99,10 +99,9 @@ def test_contributions_sum_to_moe_output(moe):
         assert float(got[("out", layer)].abs().max()) > 1.0  # a non-trivial output
 
 
-def test_top_k_nonzero_match_router(moe):
+def test_top_k_nonzero_match_router(moe, every_layer):
     """(b): exactly k experts per token are non-zero, those the model's routing hook reports."""
-    spec = resolve_units(moe, "experts")
-    got = _run(moe, spec)
+    spec, got = every_layer
     for layer in spec.layers:
         with torch.inference_mode():
             values = expert_norms(moe, layer, got[("in", layer)])
