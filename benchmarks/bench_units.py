@@ -221,15 +221,20 @@ def neuron_null(act: HeadActivity, n_prompts: int, budget: float, max_surrogates
     obs, ali = _profiles(observed), _profiles(aligned)
     print(f"  {n} surrogates in {t_null:.0f} s ({t_null / n:.0f} s each, "
           f"{len(prompts) * n_pairs(act.n_units) * n / t_null:,.0f} prompt-pairs/s); {load()}")
-    print(f"  {'score':<18}{'index':>8}{'aligned':>9}{'null mean':>11}{'null max':>10}{'p':>8}")
+    print(f"  {'score':<18}{'index':>8}{'aligned':>9}{'null mean':>11}{'null sd':>9}{'null max':>10}"
+          f"{'z':>7}{'p':>8}")
     for name in HEADLINE_SCORES:
         nulls = torch.tensor(null_idx[name], dtype=torch.float64)
         finite = nulls[torch.isfinite(nulls)]
         a = ali[name][1]
         p = (1 + int((finite >= a).sum())) / (1 + finite.numel()) if finite.numel() and math.isfinite(a) else math.nan
-        mean, top = (float(finite.mean()), float(finite.max())) if finite.numel() else (math.nan, math.nan)
-        print(f"  {name:<18}{obs[name][1]:8.3f}{a:9.3f}{mean:11.3f}{top:10.3f}{p:8.3f}")
+        mean, sd, top = (
+            (float(finite.mean()), float(finite.std()), float(finite.max())) if finite.numel() > 1
+            else (math.nan, math.nan, math.nan)
+        )
+        print(f"  {name:<18}{obs[name][1]:8.3f}{a:9.3f}{mean:11.3f}{sd:9.4f}{top:10.3f}{(a - mean) / sd:7.1f}{p:8.3f}")
     print("  (index: the subset's observed profile; aligned: under one common shift, the tested statistic;")
+    print("   z = (aligned - null mean) / null sd, descriptive only;")
     print(f"   p = (1 + #null >= aligned) / (1 + {n}), smallest possible {1 / (1 + n):.3f})")
     rows = "".join(f"{lab:>8}" for lab in _row_names(act))
     print(f"  mean null profile (scaled)  {rows}")
@@ -241,8 +246,8 @@ def neuron_null(act: HeadActivity, n_prompts: int, budget: float, max_surrogates
           f"(about {act.n_units / (n + 1):.0f} expected if no neuron exceeded its null)")
     extra = (n + 1) * full_time
     print(f"  EXTRAPOLATED full-size null ({act.n_prompts} prompts, aligned + {n} surrogates at the measured "
-          f"full decomposition time {full_time:.0f} s): {extra:,.0f} s = {extra / 3600:.1f} h; 19 surrogates: "
-          f"{20 * full_time / 3600:.1f} h (not run)")
+          f"full decomposition time {full_time:.0f} s): {extra:,.0f} s = {extra / 3600:.1f} h (not run)"
+          + ("" if n == 19 else f"; with 19 surrogates {20 * full_time / 3600:.1f} h"))
 
 
 def _row_names(act: HeadActivity) -> list[str]:
