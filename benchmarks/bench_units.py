@@ -1,6 +1,6 @@
 """Benchmark: units beyond heads on SmolLM2-135M-Instruct (MLP neurons, attn and MLP sub-layers).
 
-    python benchmarks/bench_units.py            # 60 prompts x 100 tokens (about an hour on 1 core)
+    python benchmarks/bench_units.py            # 60 prompts x 100 tokens (27 min measured, 1 core)
     python benchmarks/bench_units.py --quick    # 8 prompts x 32 tokens, 3 layers of neurons, minutes
 
 What it measures, with one torch thread by default (``--threads``; on a shared CPU one
@@ -10,7 +10,9 @@ thread is the steadier measurement, see ``phiid/stream.py``):
    spread over depth.
    a. ``sl.record_activity``: wall and CPU time; peak resident set size
       (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of a fresh subprocess, next to its
-      size after loading the model, and the size of the recorded tensor.
+      size after loading the model, and the size of the recorded tensor. The peak includes
+      ``check_not_degenerate``, whose float64 temporaries (``degenerate_mask``) measured
+      about 1 GB on their own for this 211 MB recording.
    b. ``sl.decompose`` (streams above 2,048 units): wall and CPU time, peak RSS of a fresh
       subprocess next to its size with the recording loaded, and the rate in
       prompt-pairs per second (``prompts * units * (units - 1) / 2 / time``).
