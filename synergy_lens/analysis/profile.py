@@ -49,6 +49,7 @@ from torch import Tensor
 from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import PromptValues
 from synergy_lens.analysis.scores import HeadScores, ScoreFn, get_score, synergy_scores
+from synergy_lens.phiid.summaries import PairSummaries
 from synergy_lens.units import normalised_depth
 
 if TYPE_CHECKING:
@@ -365,7 +366,15 @@ def layer_profile(
     )
     boot_raw = None
     if n_boot > 0:
-        if per_sts is None or per_rtr is None:
+        if isinstance(source, PairSummaries):
+            warnings.warn(
+                f"these streamed PairSummaries ({source.n_units} units) keep per-unit means, not "
+                "per-prompt atoms, so no bootstrap band: decompose with stream=False for one (dense: "
+                "16 * unit^2 * 8 bytes per prompt), or pass n_boot=0",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif per_sts is None or per_rtr is None:
             warnings.warn(
                 "this PhiIDResult keeps no per-prompt atoms (aggregate='pooled'), so no bootstrap band: "
                 "decompose with aggregate='mean_over_prompts' for one",

@@ -70,7 +70,7 @@ from synergy_lens._grid import LabelledGrid
 from synergy_lens._io import SavedFields
 from synergy_lens._prompt_mean import mean_of_defined
 from synergy_lens.analysis.scores import ScoreFn, get_score, symmetrize
-from synergy_lens.phiid import all_pairs, atom_index
+from synergy_lens.phiid import STREAM_ABOVE_UNITS, all_pairs, atom_index
 from synergy_lens.units import unit_labels
 
 if TYPE_CHECKING:
@@ -388,6 +388,7 @@ def surrogate_test(
     if n_surrogates < 2:
         raise ValueError(f"n_surrogates must be >= 2, got {n_surrogates}")
     prompts, layers, heads, labels = _prompt_series(activity, n_layers, n_heads)
+    _check_dense_size(len(labels))
     null = _Null(prompts, SURROGATES[method], [get_score(s)[1] for s in scores], tau=tau, redundancy=redundancy,
                  seed=seed, min_shift=min_shift)
     # observed (untouched) and aligned (tested: one draw shared by all units), per prompt, averaged
@@ -407,6 +408,21 @@ def surrogate_test(
         pvalue=pvalue, n_surrogates=n_surrogates, seed=seed, tau=tau, redundancy=redundancy, labels=labels,
         meta={"n_prompts": len(prompts), "lengths": [int(x.shape[-1]) for x in prompts], "processes": sums.processes},
     )
+
+
+def _check_dense_size(n_units: int) -> None:
+    """Refuse the dense null above :data:`~synergy_lens.phiid.STREAM_ABOVE_UNITS` units, where
+    ``decompose`` streams: every decomposition here holds ``[16, unit, unit]`` float64."""
+    if n_units > STREAM_ABOVE_UNITS:
+        gb = 16 * n_units**2 * 8 / 1e9
+        raise ValueError(
+            f"surrogate_test decomposes the data and every surrogate with the dense kernel, "
+            f"[16, unit, unit] float64: {gb:.1f} GB per prompt for {n_units} units (more than "
+            f"STREAM_ABOVE_UNITS = {STREAM_ABOVE_UNITS}, where decompose streams), and it has no "
+            "streaming version yet. Test fewer units (record_activity(..., layers=[...]); fewer "
+            "prompts do not shrink this), or build the null on pair_summaries of circular_shift "
+            "surrogates (as benchmarks/bench_units.py, part [1d], does)"
+        )
 
 
 @dataclass

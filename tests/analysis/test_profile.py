@@ -125,6 +125,22 @@ def test_head_scores_input_and_pooled_warning(tmp_path) -> None:
         assert layer_profile(pooled, n_boot=10).low is None
 
 
+def test_streamed_summaries_profile_without_band_and_say_why() -> None:
+    """Streamed PairSummaries: the point profile equals the dense result's, and asking for a
+    bootstrap band warns that streaming (not pooling) is why there is none."""
+    amat, q = planted_core_system()
+    x = simulate(amat, q, n_prompts=3, n_time=200, seed=2)
+    act = FakeActivity.from_series(x, N_LAYERS, N_HEADS)
+    dense = decompose(act, progress=False, stream=False)
+    streamed = decompose(act, progress=False, stream=True)
+    with pytest.warns(RuntimeWarning, match="streamed PairSummaries") as record:
+        prof = layer_profile(streamed, score="syn_minus_red", n_boot=10)
+    assert not any("pooled" in str(w.message) for w in record)
+    assert prof.low is None and prof.inverted_u_ci is None
+    expected = layer_profile(dense, score="syn_minus_red", n_boot=0)
+    torch.testing.assert_close(prof.values, expected.values, rtol=0, atol=1e-12)
+
+
 def test_save_load_round_trip(tmp_path) -> None:
     prof = layer_profile(per_prompt_result(5, 4, 2, seed=7), n_boot=20)
     prof.save(tmp_path / "p.pt")

@@ -10,7 +10,8 @@ import torch
 from scipy.stats import false_discovery_control
 
 from synergy_lens.analysis import SurrogateTest, benjamini_hochberg, surrogate_test
-from synergy_lens.analysis.surrogates import circular_shift, phase_randomize
+from synergy_lens.analysis.surrogates import _check_dense_size, circular_shift, phase_randomize
+from synergy_lens.phiid import STREAM_ABOVE_UNITS
 
 from .planted import CORE, FakeActivity, planted_core_system, simulate
 
@@ -138,3 +139,13 @@ def test_bad_arguments() -> None:
         surrogate_test(x, n_surrogates=1)
     with pytest.raises(ValueError, match="n_layers"):
         surrogate_test(x, n_layers=3, n_heads=3)
+
+
+def test_dense_null_refused_above_the_streaming_threshold() -> None:
+    """Above STREAM_ABOVE_UNITS (where decompose streams) the dense null would hold
+    [16, unit, unit] float64 per prompt (10.9 GB at 9,216 MLP neurons): a clear error, raised
+    before any decomposition, naming the size and what to do."""
+    x = torch.randn(STREAM_ABOVE_UNITS + 1, 12, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"0\.5 GB per prompt for 2049 units.*STREAM_ABOVE_UNITS"):
+        surrogate_test(x, n_surrogates=2)
+    _check_dense_size(STREAM_ABOVE_UNITS)  # the threshold itself is still dense
