@@ -170,7 +170,9 @@ def _record_and_decompose(
         kept = set(activity.settings["kept_prompts"])
         prompts = [p for i, p in enumerate(prompts) if i in kept]
 
-    stages(f"PhiID of {adapter.n_units * (adapter.n_units - 1) // 2} head pairs")
+    if activity is not None:  # rank 0 holds the recording
+        n = activity.n_units
+        stages(f"PhiID of {n * (n - 1) // 2} pairs of {n} {activity.unit_kind.replace('_', ' ')}")
     result = _collective_stage(store, run, "phiid", dec_kw,
                                lambda: decompose_sharded(activity, progress=progress, **dec_kw))
     return activity, result, prompts
@@ -187,8 +189,13 @@ def _tests_and_ablation(
     stages("scores, layer profiles, rank uncertainty and the synergistic core")
     scores, _ = score_step(run, activity, result, score=an.score, q=an.q, n_boot=an.n_boot, seed=an.seed,
                            exclude_unstable=an.exclude_unstable)
-    stages(f"headline: layer profiles against {an.n_surrogates} autocorrelation-preserving surrogates"
-           + (f"; robustness ({', '.join(an.robustness)})" if an.robustness else ""))
+    if not hasattr(result, "per_prompt_sts"):  # phiid.stream keeps no per-prompt matrices to test
+        stages(f"headline: skipped (PhiID of {result.n_units} units was streamed; the surrogate null needs the "
+               "dense per-prompt result: record fewer units, e.g. --unit-layers, or run "
+               "benchmarks/bench_units.py's streamed null)")
+    else:
+        stages(f"headline: layer profiles against {an.n_surrogates} autocorrelation-preserving surrogates"
+               + (f"; robustness ({', '.join(an.robustness)})" if an.robustness else ""))
     headline_step(run, activity, result, score=an.score, q=an.q, n_boot=an.n_boot, seed=an.seed,
                   n_surrogates=an.n_surrogates, robustness=an.robustness, exclude_unstable=an.exclude_unstable,
                   progress=progress, distributed=distributed)
@@ -214,11 +221,15 @@ def _rank0_rest(
 
     an = config.analysis
     run.add("layer_summary", layer_summary(scores, run.get(f"profile_{an.score}"), run.get("core")))
-    if hasattr(result, "sts"):
+    n_units = int(result.n_layers) * int(result.n_heads)
+    if not hasattr(result, "sts"):  # phiid.stream: per-unit means and the top pairs, not the matrices
+        stages(f"graph topology: skipped (PhiID of {n_units} units was streamed and keeps no sts/rtr matrix)")
+    elif n_units > TOPOLOGY_MAX_UNITS:
+        stages(f"graph topology: skipped ({n_units} units; global efficiency takes all shortest paths, minutes "
+               f"above {TOPOLOGY_MAX_UNITS} units: call analysis.topology_table(result) yourself)")
+    else:
         stages("graph topology of the synergy and redundancy networks")
         run.add("topology", topology_table(result, density=an.density, seed=an.seed))
-    else:  # phiid.stream: per-unit means and the top pairs, not the whole matrices a graph needs
-        stages(f"graph topology: skipped (PhiID of {result.n_units} units was streamed and keeps no sts/rtr matrix)")
     if an.control != "none":
         stages(f"randomised control ({an.control}): record and decompose it")
         rec_kw = config.record.record_kwargs()
@@ -234,6 +245,10 @@ def _rank0_rest(
     if activity.unit_kind == "heads" and activity.layers is None:  # attention patterns are the heads'
         run.add("attention", head_attention(model, activity.full_ids(p), scores, k=view.attention_heads))
     run.add("tokens", [token_strings(adapt(model).tokenizer, ids) for ids in activity.generated_ids])
+
+
+TOPOLOGY_MAX_UNITS = 1024
+"""Runs of more units skip the graph topology (1,536 units: about 7 minutes on 2 CPU cores)."""
 
 
 def _collective_stage(store: StageStore | None, run: RunResults, name: str, key: Any, compute: Any,

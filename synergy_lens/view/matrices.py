@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from synergy_lens.units import label_layers
+from synergy_lens.units import label_layers, parse_unit
 from synergy_lens.view import style as S
 
 __all__ = [
@@ -169,10 +169,12 @@ def plot_head_grid(
     model_layers = label_layers(list(labels.ravel()), n_heads)
     if model_layers != list(range(n_layers)):  # a subset of layers: name the model's layer of each row
         fig.update_yaxes(tickvals=list(range(n_layers)), ticktext=[str(v) for v in model_layers], dtick=None)
-    fig.update_xaxes(range=[-0.5, n_heads - 0.5], showgrid=False, dtick=1)
+    fig.update_xaxes(range=[-0.5, n_heads - 0.5], showgrid=False, dtick=1 if n_heads <= 64 else None)
+    kind = parse_unit(str(labels.flat[0])).kind
+    units, unit = ("Heads", "head") if kind == "heads" else ("Units", f"unit of the layer ({kind})")
     S.style_figure(
-        fig, title=title or f"Heads coloured by {_SCORE_TITLES.get(name, name)}",
-        subtitle=subtitle, xaxis_title="head", yaxis_title="layer", height=max(360, 22 * n_layers + 140),
+        fig, title=title or f"{units} coloured by {_SCORE_TITLES.get(name, name)}",
+        subtitle=subtitle, xaxis_title=unit, yaxis_title="layer", height=max(360, 22 * n_layers + 140),
     )
     fig.update_layout(legend={"orientation": "h", "y": -0.12})
     return fig
