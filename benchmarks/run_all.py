@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "stream": ("bench_stream.py", [], ["--units", "576", "--big-units", "4096", "--repeats", "2"]),
     "ablation": ("bench_ablation.py", ["--repeats", "2"], []),
     "record": ("bench_record.py", [], ["--prompts", "8", "--max-new-tokens", "32"]),
+    "units": ("bench_units.py", [], ["--quick"]),
 }
 
 
