@@ -48,11 +48,13 @@ __all__ = [
     "ablate_heads",
     "ablation_hooks",
     "head_means",
+    "hook_cache",
     "layer_mask",
     "noise_heads",
     "prepare_reference",
     "reference_rows",
     "reference_sequences",
+    "token_means",
     "register_ablation",
     "skip_hooks",
     "skip_layers",
@@ -154,31 +156,50 @@ def reference_sequences(adapter: ModelAdapter, reference: Any) -> list[list[int]
 
 
 @torch.inference_mode()
-def z_cache(
-    model: Any, reference: Any, *, batch_size: int = 8
-) -> tuple[list[Float[Tensor, "ref pos head d_head"]], list[int]]:
-    """``hook_z`` of every layer on reference sequences (right-padded) and their lengths."""
+def hook_cache(
+    model: Any, reference: Any, names: Sequence[str], *, batch_size: int = 8
+) -> tuple[list[Tensor], list[int]]:
+    """The activation at each hook of ``names`` on reference sequences (right-padded, CPU,
+    ``[ref, pos, ...]``, zero past each length) and the sequences' lengths."""
     adapter = adapt(model)
     seqs = reference_sequences(adapter, reference)
     width = max(len(s) for s in seqs)
-    out = [
-        torch.zeros(len(seqs), width, adapter.n_heads, adapter.d_head, dtype=adapter.dtype)
-        for _ in range(adapter.n_layers)
-    ]
+    out: list[Tensor | None] = [None] * len(names)
 
-    def grab(z: Tensor, *, hook: Any, layer: int, rows: slice) -> None:
-        out[layer][rows, : z.shape[1]] = z.detach().to("cpu")
+    def grab(act: Tensor, *, hook: Any, k: int, rows: slice) -> None:
+        if out[k] is None:  # the trailing shape is the hook's own
+            out[k] = torch.zeros(len(seqs), width, *act.shape[2:], dtype=act.dtype)
+        out[k][rows, : act.shape[1]] = act.detach().to("cpu")  # type: ignore[index]
 
     for start in range(0, len(seqs), batch_size):
         chunk = seqs[start : start + batch_size]
         ids, _ = adapter.pad(chunk, side="right")
         rows = slice(start, start + len(chunk))
-        fwd = [
-            (H.hook_z(layer), functools.partial(grab, layer=layer, rows=rows))
-            for layer in range(adapter.n_layers)
-        ]
-        adapter.forward(ids, fwd_hooks=fwd)
-    return out, [len(s) for s in seqs]
+        adapter.forward(ids, fwd_hooks=[(name, functools.partial(grab, k=k, rows=rows)) for k, name in enumerate(names)])
+    missing = [name for name, act in zip(names, out) if act is None]
+    if missing:
+        raise RuntimeError(f"hooks {missing} never ran on the reference sequences")
+    return [act for act in out if act is not None], [len(s) for s in seqs]
+
+
+def z_cache(
+    model: Any, reference: Any, *, batch_size: int = 8
+) -> tuple[list[Float[Tensor, "ref pos head d_head"]], list[int]]:
+    """``hook_z`` of every layer on reference sequences (right-padded) and their lengths."""
+    adapter = adapt(model)
+    return hook_cache(adapter, reference, [H.hook_z(layer) for layer in range(adapter.n_layers)],
+                      batch_size=batch_size)
+
+
+def token_means(acts: Sequence[Tensor], lengths: Sequence[int] | Tensor) -> list[Tensor]:
+    """Each ``[ref, pos, ...]`` activation's mean over every valid token (padding excluded)."""
+    lengths = torch.as_tensor(lengths, device=acts[0].device)
+    valid = torch.arange(acts[0].shape[1], device=acts[0].device)[None, :] < lengths[:, None]
+    out = []
+    for act in acts:
+        w = valid.reshape(*valid.shape, *([1] * (act.ndim - 2))).to(act.dtype)
+        out.append((act * w).sum((0, 1)) / w.sum())
+    return out
 
 
 def head_means(
@@ -190,9 +211,7 @@ def head_means(
     Compute it once and pass the tensor as ``reference=`` to reuse it.
     """
     zs, lengths = z_cache(model, reference, batch_size=batch_size)
-    valid = torch.arange(zs[0].shape[1])[None, :] < torch.tensor(lengths)[:, None]
-    w = valid[:, :, None, None].to(zs[0].dtype)
-    return torch.stack([(z * w).sum((0, 1)) / w.sum() for z in zs])
+    return torch.stack(token_means(zs, lengths))
 
 
 @dataclass

@@ -38,10 +38,16 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from synergy_lens import hooks as H
-from synergy_lens.intervene.ablate import _ResampleState, ablation_hooks, reference_sequences
+from synergy_lens.intervene.ablate import (
+    _ResampleState,
+    ablation_hooks,
+    hook_cache,
+    reference_sequences,
+    token_means,
+)
 from synergy_lens.intervene.heads import unit_order
 from synergy_lens.models.adapter import ModelAdapter, adapt
-from synergy_lens.units import label_layers, parse_unit, unit_labels
+from synergy_lens.units import label_layers, parse_unit, unit_label, unit_labels
 
 __all__ = ["UnitGrid", "ablate_units", "unit_ablation_hooks", "unit_grid", "unit_mask"]
 
@@ -76,7 +82,7 @@ class UnitGrid:
         return unit_labels(self.n_layers, self.size, kind=self.kind, layers=self.layers)
 
     def label(self, row: int, col: int) -> str:
-        return self.labels()[row * self.size + col]
+        return unit_label(self.layers[row], col, self.kind)
 
     def position(self, label: str) -> tuple[int, int]:
         """``(row, unit)`` of a label of this grid's kind; clear errors otherwise."""
@@ -130,21 +136,10 @@ def _full_head_mask(adapter: ModelAdapter, grid: UnitGrid, mask: Tensor) -> Tens
     return full
 
 
-@torch.inference_mode()
 def _activation_cache(adapter: ModelAdapter, grid: UnitGrid, reference: Any) -> _ResampleState:
-    """The activation at every row's hook on the reference sequences (right-padded)."""
-    seqs = reference_sequences(adapter, reference)
-    width = max(len(s) for s in seqs)
-    acts: dict[int, Tensor] = {}
-
-    def grab(act: Tensor, *, hook: Any, row: int) -> None:
-        acts[row] = act.detach()
-
-    ids, _ = adapter.pad(seqs, side="right")
-    fwd = [(_HOOKS[grid.kind](layer), functools.partial(grab, row=r)) for r, layer in enumerate(grid.layers)]
-    adapter.forward(ids, fwd_hooks=fwd)
-    return _ResampleState([acts[r][:, :width] for r in range(grid.n_layers)],
-                          torch.tensor([len(s) for s in seqs], device=adapter.device), {})
+    """The activation at every row's hook on the reference sequences, on the model's device."""
+    acts, lengths = hook_cache(adapter, reference, [_HOOKS[grid.kind](layer) for layer in grid.layers])
+    return _ResampleState([a.to(adapter.device) for a in acts], torch.tensor(lengths, device=adapter.device), {})
 
 
 def prepare_units(adapter: ModelAdapter, grid: UnitGrid, mode: str, reference: Any) -> Any:
@@ -162,9 +157,7 @@ def prepare_units(adapter: ModelAdapter, grid: UnitGrid, mode: str, reference: A
     cache = reference if isinstance(reference, _ResampleState) else _activation_cache(adapter, grid, reference)
     if mode == "resample":
         return cache
-    valid = torch.arange(cache.zs[0].shape[1], device=cache.lengths.device)[None, :] < cache.lengths[:, None]
-    w = valid[:, :, None].to(cache.zs[0].dtype)
-    return [(z * w).sum((0, 1)) / w.sum() for z in cache.zs]  # per row [width]
+    return token_means(cache.zs, cache.lengths)  # per row [width]
 
 
 def _replace(act: Tensor, *, hook: Any, row: int, rows: Tensor, mode: str, state: Any) -> Tensor:
